@@ -1,0 +1,40 @@
+# Plaza's whole developer interface. `make help` lists the targets.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTHON ?= python3
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install Plaza with its dev extras
+
+run: install ## Serve everything on http://127.0.0.1:8000 (SQLite file, in-process cache and bus)
+	$(VENV)/bin/plaza serve --host 127.0.0.1 --port 8000
+
+test: install ## Run every test (PostgreSQL and Redis tests too; under CI=true they must be reachable)
+	$(VENV)/bin/pytest
+
+lint: install ## ruff format --check, ruff check, mypy --strict on src
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+bench: install ## Benchmarks; figures are appended to bench/RESULTS.md
+	$(PY) bench/run.py
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Cross-cutting plumbing shared by every context: database, ports to backing services, errors, HTTP."""

@@ -1,0 +1,499 @@
+"""Messaging ports: durable streams read by consumer groups with acks, and fire-and-forget pub/sub.
+
+Each has a memory adapter (one process) and a Redis adapter with Redis Streams and Pub/Sub semantics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Self, cast
+
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+import structlog
+
+from plaza.platform.clock import Clock, SystemClock
+from plaza.platform.kv import SOCKET_TIMEOUT_S, PortUnavailable, outage_as_unavailable
+
+__all__ = [
+    "MemoryPubSub",
+    "MemoryStreams",
+    "Message",
+    "NoGroup",
+    "PubSub",
+    "RedisPubSub",
+    "RedisStreams",
+    "StreamEntry",
+    "Streams",
+    "Subscription",
+]
+
+log = structlog.get_logger("plaza.platform.bus")
+
+SUBSCRIPTION_BUFFER = 10_000  # per subscriber; beyond it the oldest messages are dropped
+# A blocked XREADGROUP is silent on the wire, so each wait must end within the socket timeout.
+_BLOCK_SLICE_MS = 500
+_POLL_S = 5.0  # each idle pub/sub read lets redis-py PING the connection, noticing a dead one
+_RECONNECT_FIRST_S = 0.1
+_RECONNECT_MAX_S = 5.0  # a restarted Redis is found again within this, without hammering a dead one
+_FIELD = b"p"  # the one field of a stream entry that carries its payload
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    id: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Message:
+    channel: str
+    payload: bytes
+
+
+class NoGroup(LookupError):
+    """The stream or consumer group does not exist: call ensure_group first."""
+
+
+class Streams(Protocol):
+    async def add(self, stream: str, payload: bytes, maxlen: int | None = None) -> str:
+        """Append; returns the entry id. With maxlen, the oldest entries are trimmed (approximately)."""
+
+    async def ensure_group(self, stream: str, group: str) -> None:
+        """Create the group (and stream) if absent; a new group starts at the stream's first entry."""
+
+    async def read(
+        self, stream: str, group: str, consumer: str, count: int, block_ms: int
+    ) -> list[StreamEntry]:
+        """Entries never delivered to the group, now pending on `consumer`; waits up to block_ms if none.
+
+        block_ms=0 returns at once (unlike Redis's BLOCK 0, which waits forever).
+        """
+
+    async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
+        """Mark entries done; returns how many were pending."""
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[StreamEntry]:
+        """Take over entries pending on any consumer for at least min_idle_ms (e.g. one that crashed)."""
+
+    async def lag(self, stream: str, group: str) -> int:
+        """Entries the group has not acked yet: undelivered plus pending."""
+
+    async def aclose(self) -> None: ...
+
+
+class Subscription(Protocol):
+    """Messages published after entering; iteration ends when aclose() is called."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    def __aiter__(self) -> Self: ...
+
+    async def __anext__(self) -> Message: ...
+
+    async def aclose(self) -> None: ...
+
+
+class PubSub(Protocol):
+    async def publish(self, channel: str, payload: bytes) -> None: ...
+
+    def subscribe(self, *channels: str) -> Subscription: ...
+
+
+# --- Streams ------------------------------------------------------------------------------------
+
+
+class _RedisPort:
+    """Names live under `prefix`. The client is the caller's: aclose() leaves it open."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def _key(self, name: str) -> str:
+        return self._prefix + name
+
+    async def aclose(self) -> None:
+        """Nothing to release: the client belongs to whoever built it."""
+
+
+class RedisStreams(_RedisPort):
+    async def add(self, stream: str, payload: bytes, maxlen: int | None = None) -> str:
+        with outage_as_unavailable("redis streams"):
+            return _text(
+                await self._client.xadd(self._key(stream), {_FIELD: payload}, maxlen=maxlen)
+            )
+
+    async def ensure_group(self, stream: str, group: str) -> None:
+        try:
+            with outage_as_unavailable("redis streams"):
+                await self._client.xgroup_create(self._key(stream), group, id="0", mkstream=True)
+        except redis_errors.ResponseError as exc:
+            if not str(exc).startswith("BUSYGROUP"):  # BUSYGROUP: it exists already, as wanted
+                raise
+
+    async def read(
+        self, stream: str, group: str, consumer: str, count: int, block_ms: int
+    ) -> list[StreamEntry]:
+        _check_count(count)
+        deadline = time.monotonic() + block_ms / 1000
+        with outage_as_unavailable("redis streams"), _no_group(stream, group):
+            while True:
+                wait_ms = min(_BLOCK_SLICE_MS, int((deadline - time.monotonic()) * 1000))
+                block = wait_ms if wait_ms > 0 else None  # BLOCK 0 would wait forever
+                reply = await self._client.xreadgroup(
+                    group, consumer, {self._key(stream): ">"}, count, block
+                )
+                replies = cast(list[tuple[bytes, list[Any]]], reply or [])
+                entries = _entries(replies[0][1]) if replies else []
+                if entries or block is None:
+                    return entries
+
+    async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        with outage_as_unavailable("redis streams"):
+            return int(await self._client.xack(self._key(stream), group, *ids))
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[StreamEntry]:
+        _check_count(count)
+        with outage_as_unavailable("redis streams"), _no_group(stream, group):
+            key = self._key(stream)
+            reply = await self._client.xautoclaim(key, group, consumer, min_idle_ms, count=count)
+        return _entries(reply[1])
+
+    async def lag(self, stream: str, group: str) -> int:
+        key = self._key(stream)
+        with outage_as_unavailable("redis streams"), _no_group(stream, group):
+            groups = await self._client.xinfo_groups(key)
+            info = next((g for g in groups if _text(g["name"]) == group), None)
+            if info is None:
+                raise NoGroup(f"no group {group!r} on stream {stream!r}")
+            undelivered = info.get("lag")
+            if undelivered is None:  # Redis cannot always tell (e.g. after XDEL): count instead
+                last = _text(info["last-delivered-id"])
+                undelivered = len(await self._client.xrange(key, min=f"({last}", max="+") or [])
+        return int(undelivered) + int(info["pending"])
+
+
+@dataclass
+class _Group:
+    next_seq: int  # sequence number (position since the stream began) of the next undelivered entry
+    # id -> (consumer, monotonic time of delivery), in id order as Redis's pending entries list
+    pending: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class _Stream:
+    ids: deque[str] = field(default_factory=deque)
+    payloads: dict[str, bytes] = field(default_factory=dict)
+    first_seq: int = 0  # sequence number of ids[0]; grows as entries are trimmed
+    last_id: tuple[int, int] = (0, 0)
+    groups: dict[str, _Group] = field(default_factory=dict)
+    grown: asyncio.Event = field(default_factory=asyncio.Event)  # replaced after each add
+
+    @property
+    def end_seq(self) -> int:
+        return self.first_seq + len(self.ids)
+
+
+class MemoryStreams:
+    """Redis Streams semantics in one process. Trimming by maxlen is exact rather than approximate."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        self._streams: defaultdict[str, _Stream] = defaultdict(_Stream)
+
+    async def add(self, stream: str, payload: bytes, maxlen: int | None = None) -> str:
+        s = self._streams[stream]
+        ms = int(self._clock.time() * 1000)
+        # As Redis does, ids keep increasing even if the wall clock steps back.
+        s.last_id = (ms, 0) if ms > s.last_id[0] else (s.last_id[0], s.last_id[1] + 1)
+        entry_id = f"{s.last_id[0]}-{s.last_id[1]}"
+        s.ids.append(entry_id)
+        s.payloads[entry_id] = bytes(payload)
+        while maxlen is not None and len(s.ids) > maxlen:
+            del s.payloads[s.ids.popleft()]
+            s.first_seq += 1
+        s.grown.set()
+        s.grown = asyncio.Event()
+        return entry_id
+
+    async def ensure_group(self, stream: str, group: str) -> None:
+        s = self._streams[stream]
+        s.groups.setdefault(group, _Group(next_seq=s.first_seq))
+
+    async def read(
+        self, stream: str, group: str, consumer: str, count: int, block_ms: int
+    ) -> list[StreamEntry]:
+        _check_count(count)
+        s, g = self._group(stream, group)
+        deadline = time.monotonic() + block_ms / 1000
+        while not (entries := self._deliver(s, g, consumer, count)):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await s.grown.wait()
+        return entries
+
+    async def ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
+        s = self._streams.get(stream)
+        g = s.groups.get(group) if s else None
+        if g is None:
+            return 0  # as XACK: nothing was pending there
+        return sum(g.pending.pop(entry_id, None) is not None for entry_id in set(ids))
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[StreamEntry]:
+        _check_count(count)
+        s, g = self._group(stream, group)
+        now = self._clock.monotonic()
+        claimed: list[StreamEntry] = []
+        for entry_id, (_, delivered_at) in list(g.pending.items()):
+            if len(claimed) >= count:
+                break
+            if (now - delivered_at) * 1000 < min_idle_ms:
+                continue
+            payload = s.payloads.get(entry_id)
+            if payload is None:  # trimmed while pending: Redis 7 drops it from the PEL too
+                del g.pending[entry_id]
+                continue
+            g.pending[entry_id] = (consumer, now)  # in place: the PEL keeps id order
+            claimed.append(StreamEntry(entry_id, payload))
+        return claimed
+
+    async def lag(self, stream: str, group: str) -> int:
+        s, g = self._group(stream, group)
+        return s.end_seq - max(g.next_seq, s.first_seq) + len(g.pending)
+
+    async def aclose(self) -> None:
+        self._streams.clear()
+
+    def _group(self, stream: str, group: str) -> tuple[_Stream, _Group]:
+        s = self._streams.get(stream)
+        g = s.groups.get(group) if s else None
+        if s is None or g is None:
+            raise NoGroup(f"no group {group!r} on stream {stream!r}")
+        return s, g
+
+    def _deliver(self, s: _Stream, g: _Group, consumer: str, count: int) -> list[StreamEntry]:
+        start = max(g.next_seq, s.first_seq)
+        end = min(start + count, s.end_seq)
+        now = self._clock.monotonic()
+        entries = []
+        for seq in range(start, end):
+            entry_id = s.ids[seq - s.first_seq]
+            g.pending[entry_id] = (consumer, now)
+            entries.append(StreamEntry(entry_id, s.payloads[entry_id]))
+        g.next_seq = max(g.next_seq, end)
+        return entries
+
+
+def _check_count(count: int) -> None:
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _close(pubsub: aioredis.client.PubSub) -> None:
+    close = cast(Callable[[], Awaitable[None]], pubsub.aclose)  # redis-py leaves it unannotated
+    await close()
+
+
+def _entries(raw: list[Any]) -> list[StreamEntry]:
+    return [StreamEntry(_text(entry_id), fields[_FIELD]) for entry_id, fields in raw if fields]
+
+
+@contextlib.contextmanager
+def _no_group(stream: str, group: str) -> Iterator[None]:
+    try:
+        yield
+    except redis_errors.ResponseError as exc:
+        if str(exc).startswith("NOGROUP") or str(exc) == "no such key":
+            raise NoGroup(f"no group {group!r} on stream {stream!r}") from exc
+        raise
+
+
+# --- Pub/sub ------------------------------------------------------------------------------------
+
+
+class _BufferedSubscription:
+    """A subscriber's bounded queue; when full the oldest message is dropped, since pub/sub is lossy."""
+
+    def __init__(self, channels: Sequence[str]) -> None:
+        if not channels:
+            raise ValueError("subscribe to at least one channel")
+        self.channels = tuple(dict.fromkeys(channels))
+        self._buffer: deque[Message] = deque(maxlen=SUBSCRIPTION_BUFFER)
+        self._ready = asyncio.Event()
+        self._opened = self._closed = False
+        self._failure: BaseException | None = None
+
+    async def __aenter__(self) -> Self:
+        await self._ensure_open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Message:
+        await self._ensure_open()
+        while not self._buffer or self._closed:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._failure is not None:
+                raise PortUnavailable("subscription failed") from self._failure
+            self._ready.clear()
+            await self._ready.wait()
+        return self._buffer.popleft()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._ready.set()
+        if self._opened:
+            await self._stop()
+
+    def _push(self, message: Message) -> None:
+        self._buffer.append(message)
+        self._ready.set()
+
+    async def _ensure_open(self) -> None:
+        if not self._opened and not self._closed:
+            await self._start()
+            self._opened = True
+
+    async def _start(self) -> None:
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        raise NotImplementedError
+
+
+class MemoryPubSub:
+    def __init__(self) -> None:
+        self._subscribers: defaultdict[str, set[_MemorySubscription]] = defaultdict(set)
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        message = Message(channel, bytes(payload))
+        for subscriber in self._subscribers.get(channel, ()):
+            subscriber._push(message)
+
+    def subscribe(self, *channels: str) -> Subscription:
+        return _MemorySubscription(self._subscribers, channels)
+
+
+class _MemorySubscription(_BufferedSubscription):
+    def __init__(
+        self, registry: dict[str, set[_MemorySubscription]], channels: Sequence[str]
+    ) -> None:
+        super().__init__(channels)
+        self._registry = registry
+
+    async def _start(self) -> None:
+        for channel in self.channels:
+            self._registry.setdefault(channel, set()).add(self)
+
+    async def _stop(self) -> None:
+        for channel in self.channels:
+            self._registry[channel].discard(self)
+            if not self._registry[channel]:
+                del self._registry[channel]
+
+
+class RedisPubSub(_RedisPort):
+    """Each subscription holds a connection of its own."""
+
+    async def publish(self, channel: str, payload: bytes) -> None:
+        with outage_as_unavailable("redis pubsub"):
+            await self._client.publish(self._key(channel), payload)
+
+    def subscribe(self, *channels: str) -> Subscription:
+        return _RedisSubscription(self._client, self._prefix, channels)
+
+
+class _RedisSubscription(_BufferedSubscription):
+    """Reads in a background task, so that aclose() ends iteration at once by cancelling it.
+
+    If the connection drops (a Redis restart), the task reconnects with capped exponential backoff and
+    redis-py subscribes again; messages published meanwhile are lost, as pub/sub promises nothing more.
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str, channels: Sequence[str]) -> None:
+        super().__init__(channels)
+        self._prefix = prefix
+        self._pubsub = client.pubsub()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def _start(self) -> None:
+        try:
+            with outage_as_unavailable("redis pubsub"):
+                await self._pubsub.subscribe(*(self._prefix + c for c in self.channels))
+                await self._await_confirmations()
+        except BaseException:
+            await _close(self._pubsub)
+            raise
+        self._reader = asyncio.create_task(self._read_forever(), name="plaza-pubsub-reader")
+
+    async def _await_confirmations(self) -> None:
+        # Until Redis confirms, a message published from another connection could be missed.
+        waiting = len(self.channels)
+        while waiting:
+            raw = await self._pubsub.get_message(timeout=SOCKET_TIMEOUT_S)
+            if raw is None:
+                raise PortUnavailable("redis pubsub did not confirm the subscription")
+            if raw["type"] == "subscribe":
+                waiting -= 1
+            self._take(raw)
+
+    async def _read_forever(self) -> None:
+        delay = _RECONNECT_FIRST_S
+        while True:
+            try:
+                raw = await self._pubsub.get_message(True, timeout=_POLL_S)
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+                log.warning("pubsub connection lost; reconnecting", error=str(exc), delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RECONNECT_MAX_S)
+                continue
+            except Exception as exc:
+                log.exception("pubsub reader failed")
+                self._failure = exc
+                self._ready.set()
+                return
+            delay = _RECONNECT_FIRST_S
+            if raw is not None:
+                self._take(raw)
+
+    def _take(self, raw: dict[str, Any]) -> None:
+        if raw["type"] == "message":
+            channel = _text(raw["channel"]).removeprefix(self._prefix)
+            self._push(Message(channel, raw["data"]))
+
+    async def _stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await _close(self._pubsub)

@@ -1,0 +1,109 @@
+"""Plaza's configuration: one pydantic-settings class read from `PLAZA_*` variables and `.env`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)s?\s*$")
+_UNIT_S = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600}
+_UNIT_S |= {"hour": 3600, "d": 86400, "day": 86400}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A token bucket's shape: `capacity` tokens, refilled evenly over `period_s` seconds."""
+
+    capacity: int
+    period_s: float
+
+    @property
+    def per_second(self) -> float:
+        return self.capacity / self.period_s
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """Parse `100/hour`, `10/15min`, `20/s`."""
+        match = _RATE_RE.match(text)
+        if not match:
+            raise ValueError(f"not a rate: {text!r} (expected e.g. '100/hour' or '10/15min')")
+        count, multiplier, unit = match.groups()
+        period = (int(multiplier) if multiplier else 1) * _UNIT_S[unit]
+        if int(count) <= 0 or period <= 0:
+            raise ValueError(f"rate must be positive: {text!r}")
+        return cls(capacity=int(count), period_s=float(period))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PLAZA_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./plaza.db"
+    redis_url: str | None = None
+    # Every Redis key and channel starts with this, so several deployments (or test runs) share one server.
+    redis_prefix: str = "plaza:"
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None
+    auto_migrate: bool | None = None  # None: migrate on start only on the embedded SQLite default
+    # Run the stream consumers and periodic jobs inside `plaza serve` (else only in `plaza worker`).
+    run_workers: bool = True
+
+    redirect_status: Literal[301, 302] = 302
+    create_rate: str = "100/hour"
+    login_failures_per_user: str = "10/15min"
+    login_failures_per_ip: str = "100/15min"
+    blocked_hosts: str = ""
+    geoip_db: Path | None = None
+    trust_forwarded_for: bool = False
+    token_ttl_days: int = Field(default=30, ge=1)
+
+    # Redirect caches: a small per-process LRU with a short TTL in front of Redis (1 h) in front of SQL.
+    redirect_lru_size: int = Field(default=100_000, ge=0)
+    redirect_lru_ttl_s: float = Field(default=30.0, ge=0)
+    redirect_cache_ttl_s: int = Field(default=3600, ge=1)
+    negative_cache_ttl_s: int = Field(default=60, ge=1)
+    # Codes are leased from the database in blocks so that creates do not contend on one counter row.
+    code_block_size: int = Field(default=1000, ge=1)
+
+    click_flush_interval_s: float = Field(default=0.5, gt=0)
+    click_buffer_max: int = Field(default=200_000, ge=1000)
+    expiry_sweep_interval_s: float = Field(default=300.0, gt=0)
+
+    max_body_bytes: int = 1024 * 1024
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    feed_celebrity_threshold: int = 10_000
+
+    @field_validator("create_rate", "login_failures_per_user", "login_failures_per_ip")
+    @classmethod
+    def _valid_rate(cls, value: str) -> str:
+        Rate.parse(value)
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    def blocked_host_set(self) -> frozenset[str]:
+        """The block list: a comma list of hosts, or `@path` / a path to a file with one host per line."""
+        raw = self.blocked_hosts.strip()
+        path = Path(raw.removeprefix("@"))
+        if raw and (raw.startswith("@") or ("," not in raw and path.is_file())):
+            raw = path.read_text(encoding="utf-8").replace("\n", ",")
+        hosts = (h.strip().lower().rstrip(".") for h in raw.split(","))
+        return frozenset(h for h in hosts if h and not h.startswith("#"))
