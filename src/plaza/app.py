@@ -1,0 +1,134 @@
+"""Builds the ASGI application: the redirect fast path in front of the FastAPI app and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+
+from plaza import __version__, ops
+from plaza.accounts import api as accounts_api
+from plaza.bootstrap import Platform, Services, build_services, close_platform, open_platform
+from plaza.links import api as links_api
+from plaza.links.analytics import purge_processed_batches, run_consumer
+from plaza.links.redirect import RedirectFastPath, Redirector
+from plaza.platform.clock import Clock
+from plaza.platform.errors import install_error_handlers
+from plaza.platform.http import RequestContextMiddleware
+from plaza.platform.idempotency import IdempotencyMiddleware, purge_expired
+from plaza.platform.metrics import Metrics
+from plaza.platform.openapi import contract_openapi
+from plaza.settings import Settings
+
+log = structlog.get_logger("plaza.app")
+STOP_GRACE_S = 10.0  # background tasks get this long to finish (e.g. flush clicks) on shutdown
+
+
+class Background:
+    """Tasks that live as long as the app; on stop they are told to finish, then cancelled."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self._graceful: list[asyncio.Task[None]] = []
+        self._cancellable: list[asyncio.Task[None]] = []
+
+    def start(self, name: str, work: Coroutine[Any, Any, None], *, graceful: bool = True) -> None:
+        task = asyncio.create_task(work, name=name)
+        (self._graceful if graceful else self._cancellable).append(task)
+
+    async def close(self) -> None:
+        self.stop.set()
+        for task in self._cancellable:
+            task.cancel()
+        if self._graceful:
+            _, pending = await asyncio.wait(self._graceful, timeout=STOP_GRACE_S)
+            for task in pending:
+                task.cancel()
+        await asyncio.gather(*self._graceful, *self._cancellable, return_exceptions=True)
+
+
+def start_workers(background: Background, platform: Platform, services: Services) -> None:
+    """The stream consumers and periodic jobs (`plaza worker` runs only these)."""
+    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    background.start(
+        "click-consumer",
+        run_consumer(
+            platform.streams,
+            services.aggregator,
+            platform.metrics,
+            consumer=consumer,
+            stop=background.stop,
+        ),
+    )
+    background.start("sweeper", _sweep_periodically(platform, services, background.stop))
+
+
+async def _sweep_periodically(platform: Platform, services: Services, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            swept = await services.links.sweep_expired()
+            keys = await purge_expired(platform.db)
+            batches = await purge_processed_batches(platform.db)
+            if swept or keys or batches:
+                log.info("swept", expired_links=swept, idempotency_keys=keys, click_batches=batches)
+        except Exception:  # an outage must not end the job; it runs again next interval
+            log.exception("sweep failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), platform.settings.expiry_sweep_interval_s)
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> RedirectFastPath:
+    settings = settings or Settings()
+    metrics = Metrics()
+    front: RedirectFastPath
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        platform = await open_platform(settings, clock=clock, metrics=metrics)
+        services = build_services(platform)
+        app.state.platform, app.state.services = platform, services
+        background = Background()
+        background.start("click-flusher", services.clicks.run(background.stop))
+        background.start(
+            "cache-invalidation", services.cache.listen_for_invalidations(), graceful=False
+        )
+        if settings.run_workers:
+            start_workers(background, platform, services)
+        front.redirector = Redirector(
+            cache=services.cache,
+            clicks=services.clicks,
+            db=platform.db,
+            metrics=platform.metrics,
+            status=settings.redirect_status,
+        )
+        try:
+            yield
+        finally:
+            front.redirector = None
+            await background.close()
+            services.geo.close()
+            await close_platform(platform)
+
+    api = FastAPI(
+        title="Plaza",
+        version=__version__,
+        lifespan=lifespan,
+        description="Short links, real-time chat and a news feed.",
+    )
+    install_error_handlers(api)
+    api.include_router(ops.router)
+    api.include_router(accounts_api.router)
+    api.include_router(links_api.router)
+    api.add_middleware(IdempotencyMiddleware)
+    api.add_middleware(
+        RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
+    )
+    api.openapi = lambda: contract_openapi(api)  # type: ignore[method-assign]
+    front = RedirectFastPath(api)
+    return front

@@ -1,0 +1,157 @@
+"""The composition root: builds adapters from settings, then the services on top of them.
+
+Nothing here runs at import time; `open_platform` connects, `build_services` wires, and `close_platform`
+releases what was opened.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from plaza.accounts.service import AccountsService
+from plaza.links.analytics import ClickAggregator
+from plaza.links.cache import RedirectCache
+from plaza.links.clicks import ClickBuffer
+from plaza.links.codes import CodeAllocator
+from plaza.links.geo import GeoLookup
+from plaza.links.service import LinksService
+from plaza.platform.bus import (
+    MemoryPubSub,
+    MemoryStreams,
+    PubSub,
+    RedisPubSub,
+    RedisStreams,
+    Streams,
+)
+from plaza.platform.clock import Clock, SystemClock
+from plaza.platform.db import Database
+from plaza.platform.ids import CodePermutation
+from plaza.platform.kv import KV, MemoryKV, RedisKV, redis_client
+from plaza.platform.metrics import Metrics
+from plaza.platform.migrate import upgrade
+from plaza.platform.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from plaza.platform.tables import plaza_meta
+from plaza.settings import Settings
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    clock: Clock
+    metrics: Metrics
+    db: Database
+    kv: KV
+    streams: Streams
+    pubsub: PubSub
+    limiter: RateLimiter
+    redis: aioredis.Redis | None
+    secret_key: bytes = b""
+
+
+@dataclass
+class Services:
+    accounts: AccountsService
+    links: LinksService
+    cache: RedirectCache
+    clicks: ClickBuffer
+    aggregator: ClickAggregator
+    geo: GeoLookup
+
+
+async def open_platform(
+    settings: Settings, *, clock: Clock | None = None, metrics: Metrics | None = None
+) -> Platform:
+    clock = clock or SystemClock()
+    db = Database.from_url(settings.database_url)
+    if settings.redis_url:
+        client = redis_client(settings.redis_url)
+        prefix = settings.redis_prefix
+        kv: KV = RedisKV(client, prefix)
+        streams: Streams = RedisStreams(client, prefix)
+        pubsub: PubSub = RedisPubSub(client, prefix)
+        limiter: RateLimiter = RedisRateLimiter(client, prefix)
+    else:
+        client = None
+        kv, streams, pubsub = MemoryKV(clock=clock), MemoryStreams(clock=clock), MemoryPubSub()
+        limiter = MemoryRateLimiter(clock=clock)
+    platform = Platform(
+        settings, clock, metrics or Metrics(), db, kv, streams, pubsub, limiter, client
+    )
+    if settings.should_migrate_on_start:
+        await upgrade(db)
+    platform.secret_key = await _secret_key(db, settings)
+    return platform
+
+
+async def close_platform(platform: Platform) -> None:
+    await platform.kv.aclose()
+    await platform.streams.aclose()
+    if platform.redis is not None:
+        await platform.redis.aclose()
+    await platform.db.dispose()
+
+
+async def _secret_key(db: Database, settings: Settings) -> bytes:
+    """PLAZA_SECRET_KEY, or the instance's own, generated once and kept in the database."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    async with db.read() as conn:
+        stored = (
+            await conn.execute(select(plaza_meta.c.value).where(plaza_meta.c.key == "secret_key"))
+        ).scalar()
+    if stored is None:
+        try:
+            async with db.write() as conn:
+                await conn.execute(
+                    insert(plaza_meta).values(key="secret_key", value=secrets.token_hex(32))
+                )
+        except IntegrityError:
+            pass  # another process generated it first; read theirs
+        async with db.read() as conn:
+            stored = (
+                await conn.execute(
+                    select(plaza_meta.c.value).where(plaza_meta.c.key == "secret_key")
+                )
+            ).scalar_one()
+    return str(stored).encode()
+
+
+def build_services(platform: Platform) -> Services:
+    settings, clock, db = platform.settings, platform.clock, platform.db
+    accounts = AccountsService(db, platform.kv, platform.limiter, settings, clock)
+    cache = RedirectCache(
+        db=db,
+        kv=platform.kv,
+        pubsub=platform.pubsub,
+        clock=clock,
+        metrics=platform.metrics,
+        lru_size=settings.redirect_lru_size,
+        lru_ttl_s=settings.redirect_lru_ttl_s,
+        kv_ttl_s=settings.redirect_cache_ttl_s,
+        negative_ttl_s=settings.negative_cache_ttl_s,
+    )
+    geo = GeoLookup(settings.geoip_db)
+    aggregator = ClickAggregator(db, geo, platform.metrics)
+    clicks = ClickBuffer(
+        platform.streams,
+        aggregator,
+        platform.metrics,
+        max_size=settings.click_buffer_max,
+        flush_interval_s=settings.click_flush_interval_s,
+    )
+    allocator = CodeAllocator(db, CodePermutation(platform.secret_key), settings.code_block_size)
+    links = LinksService(
+        db=db,
+        cache=cache,
+        allocator=allocator,
+        limiter=platform.limiter,
+        accounts=accounts,
+        settings=settings,
+        clock=clock,
+    )
+    return Services(accounts, links, cache, clicks, aggregator, geo)

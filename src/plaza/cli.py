@@ -1,0 +1,105 @@
+"""`plaza serve | worker | migrate`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from plaza.platform.logs import configure_logging
+from plaza.settings import Settings
+
+cli = typer.Typer(help="Plaza: short links, real-time chat and a news feed.", no_args_is_help=True)
+SHUTDOWN_GRACE_S = 15  # in-flight requests and the final click flush get this long on SIGTERM
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes (more than 1 needs Redis)")
+    ] = 1,
+    background: Annotated[
+        bool,
+        typer.Option("--background/--no-background", help="Also run consumers and periodic jobs"),
+    ] = True,
+) -> None:
+    """Serve the API, the redirects and the web app."""
+    settings = Settings()
+    if workers > 1 and not settings.redis_url:
+        raise typer.BadParameter(
+            "several processes share caches and events through Redis: set PLAZA_REDIS_URL",
+            param_hint="--workers",
+        )
+    configure_logging(settings)
+    if settings.should_migrate_on_start:
+        asyncio.run(_migrate(settings))
+    os.environ["PLAZA_RUN_WORKERS"] = "true" if background else "false"
+    uvicorn.run(
+        "plaza.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
+
+
+@cli.command()
+def worker() -> None:
+    """Run only the background consumers and periodic jobs."""
+    settings = Settings()
+    configure_logging(settings)
+    asyncio.run(_run_worker(settings))
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the database migrations."""
+    settings = Settings()
+    configure_logging(settings)
+    asyncio.run(_migrate(settings))
+    typer.echo("migrated")
+
+
+async def _migrate(settings: Settings) -> None:
+    from plaza.platform.db import Database
+    from plaza.platform.migrate import upgrade
+
+    db = Database.from_url(settings.database_url)
+    try:
+        await upgrade(db)
+    finally:
+        await db.dispose()
+
+
+async def _run_worker(settings: Settings) -> None:
+    from plaza.app import Background, start_workers
+    from plaza.bootstrap import build_services, close_platform, open_platform
+
+    platform = await open_platform(settings)
+    services = build_services(platform)
+    background = Background()
+    start_workers(background, platform, services)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    await background.close()
+    services.geo.close()
+    await close_platform(platform)
+
+
+def main() -> None:
+    cli()

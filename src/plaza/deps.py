@@ -1,0 +1,59 @@
+"""FastAPI dependencies shared by every context's API: the services, the caller, the client address."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from plaza.accounts.service import User
+from plaza.bootstrap import Platform, Services
+from plaza.platform.errors import Unauthorized
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/token")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def client_ip(request: Request) -> str:
+    platform = get_platform(request)
+    if platform.settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else "unknown"
+
+
+async def optional_user(
+    request: Request, services: ServicesDep, credentials: Credentials
+) -> User | None:
+    if credentials is None:
+        if request.headers.get("authorization"):
+            raise Unauthorized("Use 'Authorization: Bearer <token>'.", code="invalid_token")
+        return None
+    return await services.accounts.authenticate(credentials.credentials)
+
+
+async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
+    if user is None:
+        raise Unauthorized("This needs a bearer token.", code="unauthorized")
+    return user
+
+
+OptionalUser = Annotated[User | None, Depends(optional_user)]
+CurrentUser = Annotated[User, Depends(current_user)]
+ClientIp = Annotated[str, Depends(client_ip)]

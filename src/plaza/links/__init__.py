@@ -1,0 +1,1 @@
+"""Short links: codes, redirects, click analytics."""

@@ -1,0 +1,317 @@
+"""Click analytics off the hot path: the stream consumer and the aggregator that folds batches into SQL.
+
+Delivery is at least once (a consumer may crash between commit and ack, the buffer may fall back to SQL after
+a write that did reach Redis), so each batch carries an id recorded in `processed_batches` in the same
+transaction as its counts: a batch seen twice is counted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from sqlalchemy import Table, bindparam, case, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from plaza.links.clicks import MalformedBatch, decode_batch
+from plaza.links.geo import GeoLookup
+from plaza.links.tables import link_countries, link_daily, link_devices, link_referrers, links
+from plaza.links.useragents import classify
+from plaza.platform.bus import NoGroup, StreamEntry, Streams
+from plaza.platform.db import Database, UTCDateTime, utcnow
+from plaza.platform.kv import PortUnavailable
+from plaza.platform.metrics import Metrics
+from plaza.platform.tables import processed_batches
+
+__all__ = ["ClickAggregator", "run_consumer"]
+
+log = structlog.get_logger("plaza.clicks")
+
+DIRECT = "direct"  # the referrer of a click without a usable Referer header
+REFERRER_MAX = 255  # link_referrers.referrer is VARCHAR(255)
+READ_COUNT = 50  # entries per read; each holds up to a buffer batch (5,000 clicks)
+READ_BLOCK_MS = 500  # also bounds how long a stop request waits for the consumer
+LAG_EVERY_S = 1.0  # each lag query is a round trip; once a second is plenty for a gauge
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.1, 5.0  # outages: retry soon, then settle at one try per 5 s
+
+_Key = tuple[int, Any]
+
+
+@dataclass
+class _Tally:
+    """One batch folded into the increments it makes, per table."""
+
+    humans: Counter[int] = field(default_factory=Counter)
+    bots: Counter[int] = field(default_factory=Counter)
+    newest: dict[int, float] = field(default_factory=dict)
+    daily: Counter[_Key] = field(default_factory=Counter)
+    referrers: Counter[_Key] = field(default_factory=Counter)
+    devices: Counter[_Key] = field(default_factory=Counter)
+    countries: Counter[_Key] = field(default_factory=Counter)
+
+    def counts(self) -> tuple[int, int]:
+        return self.humans.total(), self.bots.total()
+
+
+@functools.lru_cache(maxsize=1024)  # popular pages repeat; a Referer can be 8 KB
+def referrer_host(referrer: str | None) -> str:
+    """The Referer's host, lower case; `direct` when there is none worth keeping."""
+    if not referrer:
+        return DIRECT
+    try:
+        host = urlsplit(referrer.strip()).hostname
+    except ValueError:
+        return DIRECT
+    # NUL is the one character PostgreSQL text refuses; such a host is garbage anyway.
+    if not host or "\x00" in host:
+        return DIRECT
+    return host[:REFERRER_MAX]
+
+
+class ClickAggregator:
+    def __init__(self, db: Database, geo: GeoLookup, metrics: Metrics) -> None:
+        self.db, self.geo = db, geo
+        self._recorded = metrics.clicks_recorded
+
+    async def apply(self, batch_id: str, clicks: Sequence[Sequence[Any]]) -> bool:
+        """Count a batch once; False (and nothing changed) when this batch id was counted before."""
+        tally = self._tally(clicks)
+        async with self.db.write() as conn:
+            if not await _claim_batch(conn, batch_id):
+                return False
+            existing = await _lock_links(conn, sorted(tally.newest))
+            _forget_missing(tally, existing)
+            await _add_to_links(conn, tally)
+            await _increment(conn, link_daily, "day", tally.daily)
+            await _increment(conn, link_referrers, "referrer", tally.referrers)
+            await _increment(conn, link_devices, "device", tally.devices)
+            await _increment(conn, link_countries, "country", tally.countries)
+        humans, bots = tally.counts()
+        self._recorded.labels(kind="human").inc(humans)
+        self._recorded.labels(kind="bot").inc(bots)
+        return True
+
+    def _tally(self, clicks: Sequence[Sequence[Any]]) -> _Tally:
+        tally, countries = _Tally(), dict[str | None, str | None]()
+        for link_id, ts, referrer, user_agent, ip in clicks:
+            device = classify(user_agent)
+            tally.devices[link_id, device] += 1
+            if ts > tally.newest.get(link_id, -1.0):
+                tally.newest[link_id] = ts
+            if device == "bot":  # bots show only in bot_clicks and under device "bot"
+                tally.bots[link_id] += 1
+                continue
+            tally.humans[link_id] += 1
+            tally.daily[link_id, dt.datetime.fromtimestamp(ts, dt.UTC).date()] += 1
+            tally.referrers[link_id, referrer_host(referrer)] += 1
+            if ip not in countries:
+                countries[ip] = self.geo.country(ip) if ip else None
+            if (country := countries[ip]) is not None:
+                tally.countries[link_id, country] += 1
+        return tally
+
+
+async def _claim_batch(conn: AsyncConnection, batch_id: str) -> bool:
+    """Record the batch id; False when it was there already (the caller then changes nothing)."""
+    stmt = (
+        _dialect_insert(conn, processed_batches)
+        .values(batch_id=batch_id, processed_at=utcnow())
+        .on_conflict_do_nothing()
+        .returning(processed_batches.c.batch_id)
+    )
+    return (await conn.execute(stmt)).first() is not None
+
+
+async def _lock_links(conn: AsyncConnection, link_ids: list[int]) -> set[int]:
+    """The ids that still exist, row-locked in id order so concurrent consumers never deadlock."""
+    if not link_ids:
+        return set()
+    stmt = (
+        select(links.c.id)
+        .where(links.c.id.in_(link_ids))
+        .order_by(links.c.id)
+        # NO KEY UPDATE: other transactions may still insert aggregate rows referencing the link.
+        .with_for_update(key_share=True)
+    )
+    return set((await conn.execute(stmt)).scalars())
+
+
+def _forget_missing(tally: _Tally, existing: set[int]) -> None:
+    """Drop clicks on links that are gone, so that the rest of the batch still counts."""
+    for link_id in set(tally.newest) - existing:
+        del tally.newest[link_id]
+        tally.humans.pop(link_id, None)
+        tally.bots.pop(link_id, None)
+    for counter in (tally.daily, tally.referrers, tally.devices, tally.countries):
+        for key in [key for key in counter if key[0] not in existing]:
+            del counter[key]
+
+
+async def _add_to_links(conn: AsyncConnection, tally: _Tally) -> None:
+    if not tally.newest:
+        return
+    newest = bindparam("b_newest", type_=UTCDateTime())
+    stmt = (
+        update(links)
+        .where(links.c.id == bindparam("b_id"))
+        .values(
+            clicks=links.c.clicks + bindparam("b_humans"),
+            bot_clicks=links.c.bot_clicks + bindparam("b_bots"),
+            last_clicked_at=case(
+                (or_(links.c.last_clicked_at.is_(None), links.c.last_clicked_at < newest), newest),
+                else_=links.c.last_clicked_at,
+            ),
+        )
+    )
+    rows = [
+        {
+            "b_id": link_id,
+            "b_humans": tally.humans[link_id],
+            "b_bots": tally.bots[link_id],
+            "b_newest": dt.datetime.fromtimestamp(ts, dt.UTC),
+        }
+        for link_id, ts in sorted(tally.newest.items())
+    ]
+    await conn.execute(stmt, rows)
+
+
+async def _increment(
+    conn: AsyncConnection, table: Table, column: str, counts: Counter[_Key]
+) -> None:
+    """Add `counts` to the (link_id, column) rows of an aggregate table, creating missing rows.
+
+    The one place that knows the dialects' upsert syntax. Rows go in key order so that two consumers
+    touching the same rows lock them in the same order (no deadlock on PostgreSQL).
+    """
+    if not counts:
+        return
+    stmt = _dialect_insert(conn, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.link_id, table.c[column]],
+        set_={"clicks": table.c.clicks + stmt.excluded.clicks},
+    )
+    rows = [{"link_id": k[0], column: k[1], "clicks": n} for k, n in sorted(counts.items())]
+    await conn.execute(stmt, rows)
+
+
+def _dialect_insert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """INSERT with the dialect's ON CONFLICT clauses (both dialects spell them the same way)."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+# --- The consumer ----------------------------------------------------------------------------------
+
+
+async def run_consumer(
+    streams: Streams,
+    aggregator: ClickAggregator,
+    metrics: Metrics,
+    *,
+    consumer: str,
+    stop: asyncio.Event,
+    stream: str = "clicks",
+    group: str = "click-aggregator",
+    stale_ms: int = 30_000,
+) -> None:
+    """Apply click batches from the stream until `stop` is set; outages are waited out, never fatal."""
+    worker = _Consumer(streams, aggregator, metrics, consumer, stream, group, stale_ms)
+    failures = 0
+    while not stop.is_set():
+        try:
+            await worker.step()
+            failures = 0
+            continue
+        except NoGroup:
+            # Redis came back empty (restarted without persistence): the group must be made again.
+            log.warning("click consumer group vanished; creating it again")
+            worker.group_ready = False
+        except (PortUnavailable, SQLAlchemyError, OSError) as exc:
+            log.warning("click consumer waiting out an outage", error=str(exc))
+        except Exception:
+            # A bug, not an outage. The entry stays pending (unacked) and comes back through
+            # claim_stale after stale_ms: retried slowly, never lost, never blocking the others.
+            log.exception(
+                "click batch failed", entry=worker.backlog[0].id if worker.backlog else None
+            )
+            worker.skip_current()
+        failures += 1
+        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failures - 1))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+
+
+class _Consumer:
+    def __init__(
+        self,
+        streams: Streams,
+        aggregator: ClickAggregator,
+        metrics: Metrics,
+        name: str,
+        stream: str,
+        group: str,
+        stale_ms: int,
+    ) -> None:
+        self.streams, self.aggregator, self.name = streams, aggregator, name
+        self.stream, self.group, self.stale_ms = stream, group, stale_ms
+        self.lag_gauge = metrics.stream_lag.labels(stream, group)
+        self.backlog: deque[StreamEntry] = deque()  # read or claimed, not acked: retried first
+        self.group_ready, self.lag_due = False, 0.0
+
+    async def step(self) -> None:
+        if not self.group_ready:
+            await self.streams.ensure_group(self.stream, self.group)
+            self.group_ready = True
+        if not self.backlog:
+            self.backlog.extend(await self._fetch())
+        while self.backlog:
+            await self._handle(self.backlog[0])
+            self.backlog.popleft()
+        if time.monotonic() >= self.lag_due:
+            self.lag_gauge.set(await self.streams.lag(self.stream, self.group))
+            self.lag_due = time.monotonic() + LAG_EVERY_S
+
+    def skip_current(self) -> None:
+        if self.backlog:
+            self.backlog.popleft()
+
+    async def _fetch(self) -> list[StreamEntry]:
+        # Entries a crashed consumer took and never acked come first: they are the oldest clicks.
+        s, g = self.stream, self.group
+        stale = await self.streams.claim_stale(s, g, self.name, self.stale_ms, READ_COUNT)
+        return stale or await self.streams.read(s, g, self.name, READ_COUNT, READ_BLOCK_MS)
+
+    async def _handle(self, entry: StreamEntry) -> None:
+        try:
+            batch_id, clicks = decode_batch(entry.payload)
+            await self.aggregator.apply(batch_id, clicks)
+        except MalformedBatch as exc:
+            log.error("dropping a malformed click batch", entry=entry.id, error=str(exc))
+        except DataError as exc:  # the database refuses these values; retrying would loop forever
+            log.error("dropping a click batch the database refused", entry=entry.id, error=str(exc))
+        # Only now: an entry acked before its commit would be lost if the process died in between.
+        await self.streams.ack(self.stream, self.group, [entry.id])
+
+
+# A redelivered batch arrives within minutes (a consumer's stale claim); a week leaves ample margin.
+PROCESSED_BATCH_RETENTION = dt.timedelta(days=7)
+
+
+async def purge_processed_batches(db: Database) -> int:
+    """Forget batch ids old enough that no stream can deliver their batch again."""
+    cutoff = utcnow() - PROCESSED_BATCH_RETENTION
+    async with db.write() as conn:
+        result = await conn.execute(
+            processed_batches.delete().where(processed_batches.c.processed_at < cutoff)
+        )
+    return int(result.rowcount or 0)

@@ -1,0 +1,59 @@
+"""Operations endpoints: liveness, readiness of every configured backing service, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import orjson
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from plaza.deps import PlatformDep
+
+router = APIRouter(tags=["operations"])
+CHECK_TIMEOUT_S = 2.0  # a probe that hangs longer than this counts as down
+
+
+async def _check(probe: Callable[[], Awaitable[object]]) -> str:
+    try:
+        await asyncio.wait_for(probe(), CHECK_TIMEOUT_S)
+    except Exception as exc:  # any failure means not ready; the reason is reported
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz", responses={503: {"description": "A backing service is down; the body names it"}}
+)
+async def readyz(platform: PlatformDep) -> Response:
+    checks = {"database": await _check(platform.db.ping)}
+    if platform.redis is not None:
+        checks["redis"] = await _check(platform.kv.ping)
+    failing = [name for name, result in checks.items() if result != "ok"]
+    if not failing:
+        return Response(
+            orjson.dumps({"status": "ok", "checks": checks}), media_type="application/json"
+        )
+    body = {
+        "error": {"code": "not_ready", "message": f"Unavailable: {', '.join(failing)}."},
+        "checks": checks,
+    }
+    return Response(
+        orjson.dumps(body),
+        status_code=503,
+        media_type="application/json",
+        headers={"Retry-After": "5"},
+    )
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(platform: PlatformDep) -> Response:
+    return Response(
+        platform.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

@@ -1,0 +1,51 @@
+"""Prometheus metrics of one app instance, on a registry of its own (several apps may share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Buckets from 0.25 ms: the redirect fast path answers in well under a millisecond.
+LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.request_latency = Histogram(
+            "plaza_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.cache_events = Counter(
+            "plaza_cache_events_total",
+            "Cache lookups by cache layer and result (hit, miss, negative_hit)",
+            ["cache", "result"],
+            registry=self.registry,
+        )
+        self.stream_lag = Gauge(
+            "plaza_stream_lag_entries",
+            "Entries of a durable stream not yet acknowledged by a consumer group",
+            ["stream", "group"],
+            registry=self.registry,
+        )
+        self.clicks_buffered = Gauge(
+            "plaza_clicks_buffered",
+            "Clicks held in this process's buffer, not yet flushed to the stream",
+            registry=self.registry,
+        )
+        self.clicks_dropped = Counter(
+            "plaza_clicks_dropped_total",
+            "Clicks dropped because the buffer was full",
+            registry=self.registry,
+        )
+        self.clicks_recorded = Counter(
+            "plaza_clicks_recorded_total",
+            "Clicks aggregated into SQL, by kind (human or bot)",
+            ["kind"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,75 @@
+"""Graceful degradation: Redis down keeps links working from SQL; database down keeps cached redirects."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.tcp_proxy import TcpProxy
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"
+
+
+def test_redis_down_links_work_from_sql(app_factory: Any, sqlite_url: str) -> None:
+    client = app_factory(database_url=sqlite_url, redis_url=DEAD_REDIS)
+    created = client.post("/api/v1/shorten", json={"long_url": "https://example.com/r"})
+    assert created.status_code == 201
+    code = created.json()["short_code"]
+    assert client.get(f"/{code}", follow_redirects=False).status_code == 302
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert "redis" in ready.json()["error"]["message"]
+    assert ready.json()["checks"]["database"] == "ok"
+    # Clicks still reach the stats: the buffer applies them to SQL when the stream is down.
+    deadline = time.monotonic() + 5
+    while client.get(f"/api/v1/stats/{code}").json()["clicks"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.get(f"/api/v1/stats/{code}").json()["clicks"] == 1
+
+
+@pytest.fixture
+def pg_proxy(pg_database_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    parts = urlsplit(pg_database_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy.start()
+    proxied = pg_database_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    yield proxy, proxied
+    proxy.stop()
+
+
+@pytest.mark.parametrize("with_redis", [True, False], ids=["redis", "memory"])
+def test_database_down_cached_redirects_work_and_writes_get_503(
+    app_factory: Any,
+    pg_proxy: tuple[TcpProxy, str],
+    request: pytest.FixtureRequest,
+    with_redis: bool,
+) -> None:
+    proxy, database_url = pg_proxy
+    extra: dict[str, Any] = {}
+    if with_redis:
+        extra = {
+            "redis_url": request.getfixturevalue("redis_url"),
+            "redis_prefix": request.getfixturevalue("redis_prefix"),
+        }
+    client = app_factory(database_url=database_url, **extra)
+    code = client.post("/api/v1/shorten", json={"long_url": "https://example.com/db"}).json()[
+        "short_code"
+    ]
+    assert client.get(f"/{code}", follow_redirects=False).status_code == 302  # now cached
+
+    proxy.stop()
+    assert client.get(f"/{code}", follow_redirects=False).status_code == 302
+    create = client.post("/api/v1/shorten", json={"long_url": "https://example.com/down"})
+    assert create.status_code == 503
+    assert int(create.headers["Retry-After"]) > 0
+    assert create.json()["error"]["code"] == "database_unavailable"
+    uncached = client.get(
+        "/Unknown1", follow_redirects=False, headers={"Accept": "application/json"}
+    )
+    assert uncached.status_code == 503
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
