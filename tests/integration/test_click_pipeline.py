@@ -20,7 +20,7 @@ from netaddr import IPSet
 from sqlalchemy import delete, insert, select
 
 from plaza.links.analytics import ClickAggregator, run_consumer
-from plaza.links.clicks import ClickBuffer, encode_batch
+from plaza.links.clicks import ClickBuffer, decode_batch, encode_batch
 from plaza.links.geo import GeoLookup
 from plaza.links.tables import link_countries, link_daily, link_devices, link_referrers, links
 from plaza.platform.bus import MemoryStreams, RedisStreams, Streams
@@ -354,7 +354,25 @@ def test_a_full_buffer_drops_and_counts_instead_of_growing() -> None:
     metrics = Metrics()
     never_called = FlakySink(aggregator=None, failures=0)  # type: ignore[arg-type]
     buffer = ClickBuffer(MemoryStreams(), never_called, metrics, max_size=3)
-    for _ in range(5):
-        buffer.record(1, 0.0, None, None, None)
-    assert len(buffer) == 3
+    for client in range(5):
+        buffer.record(1, 0.0, None, None, f"192.0.2.{client}")
+    for _ in range(10):  # identical clicks share a row: counted, never dropped
+        buffer.record(1, 0.0, None, None, "192.0.2.0")
+    assert len(buffer) == 13
     assert metrics.registry.get_sample_value("plaza_clicks_dropped_total") == 2
+
+
+async def test_identical_clicks_travel_as_one_counted_row(pipeline: Pipeline) -> None:
+    link_id = await add_link(pipeline.db, "hot")
+    buffer = pipeline.buffer()
+    for i in range(1_000):
+        buffer.record(link_id, LATE + (i % 2) * 0.4, None, PHONE, AU_IP)  # all within one second
+    buffer.record(link_id, LATE + 1, None, PHONE, AU_IP)
+    assert len(buffer) == 1_001
+    await pipeline.streams.ensure_group("clicks", "probe")
+    assert await buffer.flush() == 1_001
+    entries = await pipeline.streams.read("clicks", "probe", "c", count=10, block_ms=0)
+    batch_id, rows = decode_batch(entries[0].payload)
+    assert sorted(row[5] for row in rows) == [1, 1_000]
+    assert await pipeline.aggregator.apply(batch_id, rows)
+    assert await clicks_of(pipeline.db, link_id) == 1_001

@@ -103,22 +103,24 @@ class ClickAggregator:
         return True
 
     def _tally(self, clicks: Sequence[Sequence[Any]]) -> _Tally:
+        """Rows are clicks, optionally with a sixth element: how many identical clicks it stands for."""
         tally, countries = _Tally(), dict[str | None, str | None]()
-        for link_id, ts, referrer, user_agent, ip in clicks:
+        for link_id, ts, referrer, user_agent, ip, *count in clicks:
+            n = count[0] if count else 1
             device = classify(user_agent)
-            tally.devices[link_id, device] += 1
+            tally.devices[link_id, device] += n
             if ts > tally.newest.get(link_id, -1.0):
                 tally.newest[link_id] = ts
             if device == "bot":  # bots show only in bot_clicks and under device "bot"
-                tally.bots[link_id] += 1
+                tally.bots[link_id] += n
                 continue
-            tally.humans[link_id] += 1
-            tally.daily[link_id, dt.datetime.fromtimestamp(ts, dt.UTC).date()] += 1
-            tally.referrers[link_id, referrer_host(referrer)] += 1
+            tally.humans[link_id] += n
+            tally.daily[link_id, dt.datetime.fromtimestamp(ts, dt.UTC).date()] += n
+            tally.referrers[link_id, referrer_host(referrer)] += n
             if ip not in countries:
                 countries[ip] = self.geo.country(ip) if ip else None
             if (country := countries[ip]) is not None:
-                tally.countries[link_id, country] += 1
+                tally.countries[link_id, country] += n
         return tally
 
 

@@ -24,12 +24,23 @@ from plaza.platform.bus import Streams
 from plaza.platform.kv import PortUnavailable
 from plaza.platform.metrics import Metrics
 
-__all__ = ["BatchSink", "Click", "ClickBuffer", "MalformedBatch", "decode_batch", "encode_batch"]
+__all__ = [
+    "BatchSink",
+    "Click",
+    "ClickBuffer",
+    "CountedClick",
+    "MalformedBatch",
+    "decode_batch",
+    "encode_batch",
+]
 
 log = structlog.get_logger("plaza.clicks")
 
 # (link_id, epoch seconds, Referer header, User-Agent header, client IP): raw, parsed only by the consumer.
 Click: TypeAlias = tuple[int, float, str | None, str | None, str | None]
+# The same, and how many identical clicks it stands for (see `collapse`).
+CountedClick: TypeAlias = tuple[int, float, str | None, str | None, str | None, int]
+MAX_COUNT = 10_000_000  # far above one batch's size; a larger count is not a batch we wrote
 
 MAX_LINK_ID = 2**63 - 1  # a BIGINT; anything larger could never match a link
 MAX_TS = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last instant a datetime can hold
@@ -51,11 +62,11 @@ class MalformedBatch(ValueError):
     """A stream entry that is not a click batch; retrying it can never succeed."""
 
 
-def encode_batch(batch_id: str, clicks: Sequence[Click]) -> bytes:
+def encode_batch(batch_id: str, clicks: Sequence[Click | CountedClick]) -> bytes:
     return orjson.dumps({"id": batch_id, "clicks": clicks})
 
 
-def decode_batch(payload: bytes) -> tuple[str, list[Click]]:
+def decode_batch(payload: bytes) -> tuple[str, list[CountedClick]]:
     """The batch id and its clicks, checked so that nothing downstream can choke on a value."""
     try:
         data = orjson.loads(payload)
@@ -71,9 +82,12 @@ def decode_batch(payload: bytes) -> tuple[str, list[Click]]:
     return batch_id, [_checked_click(click) for click in clicks]
 
 
-def _checked_click(click: Any) -> Click:
-    if not isinstance(click, list) or len(click) != 5:
-        raise MalformedBatch("a click is not a list of five")
+def _checked_click(click: Any) -> CountedClick:
+    if not isinstance(click, list) or len(click) not in (5, 6):
+        raise MalformedBatch("a click is not a list of five or six")
+    count = click.pop() if len(click) == 6 else 1
+    if type(count) is not int or not 0 < count <= MAX_COUNT:
+        raise MalformedBatch("bad count")
     link_id, ts, *texts = click
     if type(link_id) is not int or not 0 < link_id <= MAX_LINK_ID:
         raise MalformedBatch("bad link id")
@@ -82,7 +96,7 @@ def _checked_click(click: Any) -> Click:
     if not all(text is None or isinstance(text, str) for text in texts):
         raise MalformedBatch("bad referrer, user agent or ip")
     referrer, user_agent, ip = texts
-    return link_id, float(ts), referrer, user_agent, ip
+    return link_id, float(ts), referrer, user_agent, ip, count
 
 
 class ClickBuffer:
@@ -99,7 +113,11 @@ class ClickBuffer:
     ) -> None:
         self._streams, self._sink, self._stream = streams, aggregator, stream
         self._max_size, self._interval, self._batch_size = max_size, flush_interval_s, batch_size
-        self._pending: deque[Click] = deque()
+        # Clicks since the last flush, identical ones (same link, second, referrer, agent, address)
+        # counted on one row: a link clicked thousands of times a second costs a few rows.
+        self._counts: dict[Click, int] = {}
+        # Rows on their way out: a flush moves the counts here, a failed delivery puts them back.
+        self._pending: deque[CountedClick] = deque()
         self._dropped = metrics.clicks_dropped
         self._buffered = metrics.clicks_buffered
         # A batch that failed to deliver goes back to the front with its id, so the retry sends the
@@ -109,7 +127,8 @@ class ClickBuffer:
         self._route, self._stream_error = "stream", ""
 
     def __len__(self) -> int:
-        return len(self._pending)
+        """Clicks held, not yet delivered."""
+        return sum(self._counts.values()) + sum(row[5] for row in self._pending)
 
     def record(
         self,
@@ -119,15 +138,21 @@ class ClickBuffer:
         user_agent: str | None,
         ip: str | None,
     ) -> None:
-        """Called on the redirect path: no parsing, no awaiting, no I/O."""
-        if len(self._pending) >= self._max_size:
+        """Called on the redirect path: no parsing, no awaiting, no I/O. Times keep whole seconds."""
+        key = (link_id, float(int(ts)), referrer, user_agent, ip)
+        held = self._counts.get(key)
+        if held is not None:
+            self._counts[key] = held + 1
+        elif len(self._counts) + len(self._pending) < self._max_size:
+            self._counts[key] = 1
+        else:
             self._dropped.inc()
-            return
-        self._pending.append((link_id, ts, referrer, user_agent, ip))
 
     async def flush(self) -> int:
         """Ship what is buffered now; returns how many clicks left the buffer for good."""
         async with self._lock:
+            counts, self._counts = self._counts, {}
+            self._pending.extend((*click, n) for click, n in counts.items())
             shipped, budget, stream_up = 0, len(self._pending), True
             # Only what was there at the start: clicks arriving meanwhile wait for the next tick,
             # so a steady stream of redirects cannot keep one flush going forever.
@@ -143,9 +168,9 @@ class ClickBuffer:
                 except Exception:
                     self._dropped.inc(len(batch))  # a bug, not an outage: retrying would not help
                     raise
-                shipped += len(batch)
+                shipped += sum(row[5] for row in batch)
                 budget -= len(batch)
-            self._buffered.set(len(self._pending))
+            self._buffered.set(len(self))
             return shipped
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -155,8 +180,8 @@ class ClickBuffer:
                 await asyncio.wait_for(stop.wait(), self._interval)
             await self._flush_logged()
         await self._flush_logged()  # also when stop was set before this task first ran
-        if self._pending:
-            log.warning("clicks left in the buffer at shutdown", clicks=len(self._pending))
+        if self._pending or self._counts:
+            log.warning("clicks left in the buffer at shutdown", clicks=len(self))
 
     async def _flush_logged(self) -> None:
         try:
@@ -164,14 +189,14 @@ class ClickBuffer:
         except Exception:  # a bug in one batch must not stop every later click
             log.exception("click flush failed")
 
-    def _take(self) -> tuple[str, list[Click]]:
+    def _take(self) -> tuple[str, list[CountedClick]]:
         batch_id, size = uuid.uuid4().hex, self._batch_size
         if self._retry is not None:
             batch_id, size = self._retry
             self._retry = None
         return batch_id, [self._pending.popleft() for _ in range(min(size, len(self._pending)))]
 
-    def _put_back(self, batch_id: str, batch: list[Click]) -> None:
+    def _put_back(self, batch_id: str, batch: list[CountedClick]) -> None:
         self._pending.extendleft(reversed(batch))
         overflow = len(self._pending) - self._max_size
         # Newest first, as `record` does when full; the batch at the front keeps its shape and id.
@@ -181,7 +206,7 @@ class ClickBuffer:
             self._dropped.inc(overflow)
         self._retry = (batch_id, len(batch)) if len(self._pending) >= len(batch) else None
 
-    async def _add_to_stream(self, batch_id: str, batch: list[Click]) -> bool:
+    async def _add_to_stream(self, batch_id: str, batch: list[CountedClick]) -> bool:
         try:
             await self._streams.add(self._stream, encode_batch(batch_id, batch))
         except PortUnavailable as exc:
@@ -190,11 +215,11 @@ class ClickBuffer:
         self._note("stream")
         return True
 
-    async def _apply_directly(self, batch_id: str, batch: list[Click]) -> bool:
+    async def _apply_directly(self, batch_id: str, batch: list[CountedClick]) -> bool:
         try:
             await self._sink.apply(batch_id, batch)
         except (SQLAlchemyError, OSError) as exc:
-            self._note("held", error=str(exc), held=len(self._pending) + len(batch))
+            self._note("held", error=str(exc), held=len(self) + sum(row[5] for row in batch))
             return False
         self._note("sql", error=self._stream_error)
         return True
