@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
+CODE := $(wildcard src tests bench)
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint format bench clean
@@ -25,13 +26,13 @@ test: install ## Run every test (PostgreSQL and Redis tests too; under CI=true t
 	$(VENV)/bin/pytest
 
 lint: install ## ruff format --check, ruff check, mypy --strict on src
-	$(VENV)/bin/ruff format --check src tests bench
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check $(CODE)
+	$(VENV)/bin/ruff check $(CODE)
 	$(VENV)/bin/mypy
 
 format: install ## Apply ruff's formatting and safe fixes
-	$(VENV)/bin/ruff format src tests bench
-	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format $(CODE)
+	$(VENV)/bin/ruff check --fix $(CODE)
 
 bench: install ## Benchmarks; figures are appended to bench/RESULTS.md
 	$(PY) bench/run.py
