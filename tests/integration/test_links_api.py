@@ -370,3 +370,31 @@ def test_operations_endpoints(client: Any) -> None:
     assert "plaza_stream_lag_entries" in metrics or "plaza_clicks_buffered" in metrics
     assert client.get("/openapi.json").json()["info"]["title"] == "Plaza"
     assert client.get("/docs").status_code == 200
+
+
+def test_permanent_redirects_when_the_deployment_chooses_them(make_client: Any) -> None:
+    client = make_client(redirect_status=301)
+    code = shorten(client).json()["short_code"]
+    redirect = client.get(f"/{code}", follow_redirects=False)
+    assert redirect.status_code == 301
+    assert redirect.headers["cache-control"] == "private, max-age=90"
+    expiring = shorten(client, expires_at="2099-01-01").json()["short_code"]
+    # A link that will stop working must not be remembered by browsers.
+    assert (
+        client.get(f"/{expiring}", follow_redirects=False).headers["cache-control"]
+        == "private, no-cache"
+    )
+
+
+def test_the_expiry_sweep_evicts_expired_links_and_keeps_their_rows(client: Any) -> None:
+    code = shorten(client, expires_at=_in_seconds(1.0)).json()["short_code"]
+    assert client.get(f"/{code}", follow_redirects=False).status_code == 302
+    services = client.app.app.state.services
+    assert client.portal.call(services.links.sweep_expired) == 0  # not expired yet
+    time.sleep(1.1)
+    assert client.portal.call(services.links.sweep_expired) == 1
+    assert client.portal.call(services.links.sweep_expired) == 0  # each link is swept once
+    assert client.get(f"/{code}", follow_redirects=False).status_code == 404
+    record = client.get(f"/api/v1/urls/{code}").json()
+    assert record["status"] == "expired"
+    assert shorten(client, custom_alias=code).status_code in (400, 409)  # the code is never reused
