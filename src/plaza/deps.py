@@ -14,12 +14,12 @@ from plaza.platform.errors import Unauthorized
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/token")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
@@ -29,8 +29,9 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def client_ip(request: Request) -> str:
-    platform = get_platform(request)
+# Dependencies are coroutines: FastAPI runs a plain function in a worker thread, a costly hop.
+async def client_ip(request: Request) -> str:
+    platform: Platform = request.app.state.platform
     if platform.settings.trust_forwarded_for:
         forwarded = request.headers.get("x-forwarded-for")
         if forwarded:

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite+aiosqlite:///./plaza.db"
+    # Connections per process to PostgreSQL; mind max_connections across `--workers` and machines.
+    database_pool_size: int = Field(default=20, ge=1)
     redis_url: str | None = None
     # Every Redis key and channel starts with this, so several deployments (or test runs) share one server.
     redis_prefix: str = "plaza:"

@@ -66,14 +66,16 @@ class Database:
         self._writer = engine.execution_options(plaza_write=True)
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 10) -> Database:
+    def from_url(cls, url: str, *, pool_size: int = 20) -> Database:
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
+            # No overflow: a connection opened past the pool is closed on return, and opening one
+            # (TCP, TLS negotiation, auth, type introspection) costs more than waiting for a free one.
             kwargs |= {
                 "pool_size": pool_size,
-                "max_overflow": pool_size,
+                "max_overflow": 0,
                 "pool_timeout": 5,
                 "pool_recycle": 1800,
                 "connect_args": {"timeout": 3, "command_timeout": 15},
