@@ -25,9 +25,12 @@ def serve(
         int, typer.Option(min=1, help="Server processes (more than 1 needs Redis)")
     ] = 1,
     background: Annotated[
-        bool,
-        typer.Option("--background/--no-background", help="Also run consumers and periodic jobs"),
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--background/--no-background",
+            help="Also run consumers and periodic jobs (default: PLAZA_RUN_WORKERS, true)",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API, the redirects and the web app."""
     settings = Settings()
@@ -39,7 +42,8 @@ def serve(
     configure_logging(settings)
     if settings.should_migrate_on_start:
         asyncio.run(_migrate(settings))
-    os.environ["PLAZA_RUN_WORKERS"] = "true" if background else "false"
+    if background is not None:  # the worker processes read their settings from the environment
+        os.environ["PLAZA_RUN_WORKERS"] = "true" if background else "false"
     uvicorn.run(
         "plaza.app:create_app",
         factory=True,
