@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from plaza import __version__, ops
 from plaza.accounts import api as accounts_api
 from plaza.bootstrap import Platform, Services, build_services, close_platform, open_platform
+from plaza.chat import api as chat_api
 from plaza.links import api as links_api
 from plaza.links.analytics import purge_processed_batches, run_consumer
 from plaza.links.redirect import RedirectFastPath, Redirector
@@ -25,6 +26,8 @@ from plaza.platform.http import RequestContextMiddleware
 from plaza.platform.idempotency import IdempotencyMiddleware, purge_expired
 from plaza.platform.metrics import Metrics
 from plaza.platform.openapi import contract_openapi
+from plaza.realtime.gateway import websocket_endpoint
+from plaza.realtime.shutdown import drain_on_signals
 from plaza.settings import Settings
 
 log = structlog.get_logger("plaza.app")
@@ -84,6 +87,20 @@ async def _sweep_periodically(platform: Platform, services: Services, stop: asyn
             await asyncio.wait_for(stop.wait(), platform.settings.expiry_sweep_interval_s)
 
 
+async def _start_background(platform: Platform, services: Services) -> Background:
+    """What runs as long as the app: buffers, cache invalidation, the realtime relay, and workers."""
+    background = Background()
+    background.start("click-flusher", services.clicks.run(background.stop))
+    background.start(
+        "cache-invalidation", services.cache.listen_for_invalidations(), graceful=False
+    )
+    for name, work in (await services.realtime.start()).items():
+        background.start(name, work, graceful=False)
+    if platform.settings.run_workers:
+        start_workers(background, platform, services)
+    return background
+
+
 def _settle_garbage_collector() -> None:
     """Move everything built at start-up out of the collector's reach.
 
@@ -104,13 +121,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         platform = await open_platform(settings, clock=clock, metrics=metrics)
         services = build_services(platform)
         app.state.platform, app.state.services = platform, services
-        background = Background()
-        background.start("click-flusher", services.clicks.run(background.stop))
-        background.start(
-            "cache-invalidation", services.cache.listen_for_invalidations(), graceful=False
-        )
-        if settings.run_workers:
-            start_workers(background, platform, services)
+        background = await _start_background(platform, services)
+        undo_signals = drain_on_signals(services.realtime.drain)
         _settle_garbage_collector()
         front.redirector = Redirector(
             cache=services.cache,
@@ -123,6 +135,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             yield
         finally:
             front.redirector = None
+            undo_signals()
+            await services.realtime.drain()  # clients are told when to reconnect, then closed
             await background.close()
             services.geo.close()
             await close_platform(platform)
@@ -137,6 +151,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     api.include_router(ops.router)
     api.include_router(accounts_api.router)
     api.include_router(links_api.router)
+    api.include_router(chat_api.router)
+    api.add_api_websocket_route("/ws", websocket_endpoint)
     api.add_middleware(IdempotencyMiddleware)
     api.add_middleware(
         RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes

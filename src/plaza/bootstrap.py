@@ -10,10 +10,12 @@ import secrets
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from plaza.accounts.service import AccountsService
+from plaza.chat import frames as chat_frames
+from plaza.chat.service import ChatService
 from plaza.links.analytics import ClickAggregator
 from plaza.links.cache import RedirectCache
 from plaza.links.clicks import ClickBuffer
@@ -30,13 +32,17 @@ from plaza.platform.bus import (
 )
 from plaza.platform.clock import Clock, SystemClock
 from plaza.platform.db import Database
-from plaza.platform.ids import CodePermutation
+from plaza.platform.ids import MAX_NODE, CodePermutation, SnowflakeIds
 from plaza.platform.kv import KV, MemoryKV, RedisKV, redis_client
 from plaza.platform.metrics import Metrics
 from plaza.platform.migrate import upgrade
 from plaza.platform.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from plaza.platform.tables import plaza_meta
+from plaza.platform.tables import counters, plaza_meta
+from plaza.realtime.hub import RealtimeHub
+from plaza.realtime.sessions import Sessions
 from plaza.settings import Settings
+
+_NODE_COUNTER = "snowflake_node"
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Platform:
     limiter: RateLimiter
     redis: aioredis.Redis | None
     secret_key: bytes = b""
+    node: int = 0  # this process's bits in time-ordered ids
 
 
 @dataclass
@@ -61,6 +68,8 @@ class Services:
     clicks: ClickBuffer
     aggregator: ClickAggregator
     geo: GeoLookup
+    realtime: RealtimeHub
+    chat: ChatService
 
 
 async def open_platform(
@@ -85,6 +94,7 @@ async def open_platform(
     if settings.should_migrate_on_start:
         await upgrade(db)
     platform.secret_key = await _secret_key(db, settings)
+    platform.node = settings.node_id if settings.node_id is not None else await _lease_node(db)
     return platform
 
 
@@ -121,6 +131,26 @@ async def _secret_key(db: Database, settings: Settings) -> bytes:
     return str(stored).encode()
 
 
+async def _lease_node(db: Database) -> int:
+    """The next of 16 node numbers in turn: processes started one after another never share one."""
+    bump = (
+        update(counters)
+        .where(counters.c.name == _NODE_COUNTER)
+        .values(value=counters.c.value + 1)
+        .returning(counters.c.value)
+    )
+    async with db.write() as conn:
+        value = (await conn.execute(bump)).scalar_one_or_none()
+        if value is None:
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(insert(counters).values(name=_NODE_COUNTER, value=0))
+            except IntegrityError:
+                pass  # another process created it first
+            value = (await conn.execute(bump)).scalar_one()
+    return int(value) % (MAX_NODE + 1)
+
+
 def build_services(platform: Platform) -> Services:
     settings, clock, db = platform.settings, platform.clock, platform.db
     accounts = AccountsService(db, platform.kv, platform.limiter, settings, clock)
@@ -154,4 +184,31 @@ def build_services(platform: Platform) -> Services:
         settings=settings,
         clock=clock,
     )
-    return Services(accounts, links, cache, clicks, aggregator, geo)
+    realtime, chat = _build_chat(platform, accounts)
+    return Services(accounts, links, cache, clicks, aggregator, geo, realtime, chat)
+
+
+def _build_chat(platform: Platform, accounts: AccountsService) -> tuple[RealtimeHub, ChatService]:
+    """The WebSocket hub, and chat on top of it (registering its frame handlers there)."""
+    settings = platform.settings
+    sessions = Sessions(
+        platform.kv,
+        platform.pubsub,
+        platform.metrics,
+        registry_ttl_s=3 * settings.ws_heartbeat_s,  # three missed beats: the process is gone
+    )
+    realtime = RealtimeHub(
+        sessions=sessions,
+        authenticate=accounts.authenticate,
+        settings=settings,
+        metrics=platform.metrics,
+    )
+    chat = ChatService(
+        db=platform.db,
+        accounts=accounts,
+        pusher=realtime,
+        ids=SnowflakeIds(platform.node, platform.clock.time),
+        clock=platform.clock,
+    )
+    chat_frames.register(realtime, chat)
+    return realtime, chat

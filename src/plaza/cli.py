@@ -15,6 +15,9 @@ from plaza.settings import Settings
 
 cli = typer.Typer(help="Plaza: short links, real-time chat and a news feed.", no_args_is_help=True)
 SHUTDOWN_GRACE_S = 15  # in-flight requests and the final click flush get this long on SIGTERM
+# A frame over 64 KiB is answered with an error frame; one this large closes the socket (1009) before
+# it is buffered whole: uvicorn's default, 16 MiB, is a lot of memory per connection.
+WS_MAX_MESSAGE_BYTES = 1024 * 1024
 
 
 @cli.command()
@@ -56,6 +59,7 @@ def serve(
         log_config=None,
         server_header=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
     )
 
 

@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 
+    # The WebSocket gateway (`/ws`).
+    ws_auth_timeout_s: float = Field(
+        default=10.0, gt=0
+    )  # the contract: a first `auth` frame within 10 s
+    ws_heartbeat_s: int = Field(default=10, ge=1)  # how often clients are asked to ping
+    ws_idle_timeout_s: float = Field(default=30.0, gt=0)  # three missed 10 s heartbeats
+    # Frames waiting for one slow client; when full it is told to reconnect (and sync) instead.
+    ws_send_queue: int = Field(default=1000, ge=2)
+    # The node bits (0-15) of time-ordered ids such as message ids; unset: leased from the database,
+    # so up to 16 processes started against one database never share one.
+    node_id: int | None = Field(default=None, ge=0, le=15)
+
     feed_celebrity_threshold: int = 10_000
 
     @field_validator("create_rate", "login_failures_per_user", "login_failures_per_ip")

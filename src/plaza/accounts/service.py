@@ -196,7 +196,19 @@ class AccountsService:
             raise NotFound("No such user.", code="user_not_found")
         return User.from_row(row)
 
+    async def by_usernames(self, usernames: list[str]) -> dict[str, User]:
+        """The users found, by their (lower-case) username; names that cannot exist are skipped."""
+        names = sorted(_possible(usernames))
+        async with self.db.read() as conn:
+            rows = await store.users_by_usernames(conn, names)
+        return {r.username: User.from_row(r) for r in rows}
+
     async def by_ids(self, ids: list[int]) -> dict[int, User]:
         async with self.db.read() as conn:
             rows = await store.users_by_ids(conn, ids)
         return {int(r.id): User.from_row(r) for r in rows}
+
+
+def _possible(usernames: list[str]) -> set[str]:
+    # Only well-formed names reach SQL: PostgreSQL refuses text with NUL bytes outright.
+    return {n.strip().lower() for n in usernames if USERNAME_RE.match(n.strip().lower())}

@@ -41,6 +41,13 @@ async def user_by_username(conn: AsyncConnection, username: str) -> AnyRow | Non
     return (await conn.execute(query)).one_or_none()
 
 
+async def users_by_usernames(conn: AsyncConnection, usernames: list[str]) -> list[AnyRow]:
+    if not usernames:
+        return []
+    query = select(users).where(users.c.username.in_([name.lower() for name in usernames]))
+    return list((await conn.execute(query)).all())
+
+
 async def users_by_ids(conn: AsyncConnection, ids: list[int]) -> list[AnyRow]:
     if not ids:
         return []

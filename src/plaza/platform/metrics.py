@@ -46,6 +46,22 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.ws_connections = Gauge(
+            "plaza_ws_connections",
+            "WebSocket connections open on this process (authenticated or not)",
+            registry=self.registry,
+        )
+        self.ws_frames = Counter(
+            "plaza_ws_frames_total",
+            "WebSocket frames by direction (in, out) and type",
+            ["direction", "type"],
+            registry=self.registry,
+        )
+        self.ws_kicked = Counter(
+            "plaza_ws_slow_clients_total",
+            "Connections told to reconnect because their send queue was full",
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Real-time chat: conversations, messages, receipts and typing, over REST and the WebSocket."""

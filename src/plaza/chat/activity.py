@@ -1,0 +1,162 @@
+"""What members do besides sending: read and receive (cursors and receipts), type, and catch up (sync)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from plaza.accounts.service import User
+from plaza.chat import store
+from plaza.chat.views import StoredMessage, parse_conversation_id, require_member
+from plaza.platform.clock import Clock
+from plaza.platform.db import Database
+from plaza.platform.errors import NotFound
+
+__all__ = ["ActivityService", "Pusher", "SyncPlan"]
+
+TYPING_INTERVAL_S = 2.0  # at most one `start` per member per conversation this often
+TYPING_REMEMBERED = 50_000  # (member, conversation) throttle entries kept; the oldest are forgotten
+SYNC_PAGE = 200  # messages per query while replaying
+# A device that missed more than this in one conversation is told `more` and syncs again from where
+# this sync stopped, rather than one frame holding a connection for minutes.
+SYNC_MAX_PER_CONVERSATION = 1000
+
+Views = Callable[[Sequence[StoredMessage]], Awaitable[list[dict[str, Any]]]]
+
+
+class Pusher(Protocol):
+    """The realtime hub, as chat sees it: frames to every connection of some users."""
+
+    async def deliver(
+        self, user_ids: Collection[int], frame: Mapping[str, Any], *, exclude: str | None = None
+    ) -> None: ...
+
+
+@dataclass
+class SyncPlan:
+    ranges: list[tuple[int, int, int]] = field(default_factory=list)  # (conversation, after, upto)
+    unknown: list[str] = field(default_factory=list)  # requested conversations the user is not in
+    cursors: dict[str, int] = field(default_factory=dict)  # where the device stands once replayed
+    more: bool = False
+
+
+class ActivityService:
+    def __init__(self, *, db: Database, pusher: Pusher, views: Views, clock: Clock) -> None:
+        self.db, self._deliver, self._views, self.clock = db, pusher.deliver, views, clock
+        self._typing: OrderedDict[tuple[int, int], float] = OrderedDict()
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
+
+    # --- cursors and receipts -------------------------------------------------------------------
+
+    async def mark_read(
+        self, user: User, conversation_id: object, seq: int, *, origin: str | None = None
+    ) -> None:
+        """The user has read up to `seq`; members (and the user's other devices) get a receipt."""
+        cid = parse_conversation_id(conversation_id)
+        async with self.db.write() as conn:
+            conv = await require_member(conn, cid, user.id)
+            seq = min(seq, int(conv.last_seq))
+            advanced = await store.advance_member(conn, cid, user.id, "read_seq", seq)
+            members = await store.members_of(conn, cid) if advanced else []
+        if advanced:
+            await self._deliver(members, _receipt(cid, user, "read", seq), exclude=origin)
+
+    async def mark_delivered(
+        self, user: User, device_id: str, conversation_id: object, seq: int
+    ) -> None:
+        """The device has every message up to `seq`; the other members hear when the user first does."""
+        cid = parse_conversation_id(conversation_id)
+        async with self.db.write() as conn:
+            conv = await require_member(conn, cid, user.id)
+            seq = min(seq, int(conv.last_seq))
+            await store.advance_device(conn, user.id, device_id, cid, seq, self.now())
+            advanced = await store.advance_member(conn, cid, user.id, "delivered_seq", seq)
+            members = await store.members_of(conn, cid) if advanced else []
+        others = [m for m in members if m != user.id]
+        if others:
+            await self._deliver(others, _receipt(cid, user, "delivered", seq))
+
+    # --- typing ---------------------------------------------------------------------------------
+
+    async def typing(
+        self, user: User, conversation_id: object, state: Literal["start", "stop"]
+    ) -> None:
+        """Relay to the other members; not stored. Repeated starts within 2 s are dropped."""
+        cid = parse_conversation_id(conversation_id)
+        if state == "start" and not self._may_start_typing(user.id, cid):
+            return
+        async with self.db.read() as conn:
+            await require_member(conn, cid, user.id)
+            members = await store.members_of(conn, cid)
+        frame = {
+            "type": "typing",
+            "conversation_id": str(cid),
+            "user": user.summary(),
+            "state": state,
+        }
+        others = [m for m in members if m != user.id]
+        if others:
+            await self._deliver(others, frame)
+
+    def _may_start_typing(self, user_id: int, cid: int) -> bool:
+        key, now = (user_id, cid), self.clock.monotonic()
+        last = self._typing.get(key)
+        if last is not None and now - last < TYPING_INTERVAL_S:
+            return False
+        self._typing[key] = now
+        self._typing.move_to_end(key)
+        while len(self._typing) > TYPING_REMEMBERED:
+            self._typing.popitem(last=False)
+        return True
+
+    # --- sync -----------------------------------------------------------------------------------
+
+    async def plan_sync(self, user: User, device_id: str, cursors: Mapping[str, int]) -> SyncPlan:
+        """What the device lacks: after each given cursor, and elsewhere after what it confirmed."""
+        requested: dict[int, int] = {}
+        plan = SyncPlan()
+        for raw, seq in cursors.items():
+            try:
+                requested[parse_conversation_id(raw)] = seq
+            except NotFound:
+                plan.unknown.append(raw)
+        async with self.db.read() as conn:
+            positions = await store.positions_of(conn, user.id)
+            confirmed = await store.device_positions(conn, user.id, device_id)
+        plan.unknown += [str(cid) for cid in requested if cid not in positions]
+        for cid, last in sorted(positions.items()):
+            after = min(requested.get(cid, confirmed.get(cid, 0)), last)
+            upto = min(last, after + SYNC_MAX_PER_CONVERSATION)
+            plan.more |= upto < last
+            plan.cursors[str(cid)] = upto
+            if after < upto:
+                plan.ranges.append((cid, after, upto))
+        return plan
+
+    async def replay(self, plan: SyncPlan) -> AsyncIterator[list[dict[str, Any]]]:
+        """The planned messages, a page at a time, each conversation in seq order."""
+        for cid, after, upto in plan.ranges:
+            while after < upto:
+                async with self.db.read() as conn:
+                    rows = await store.messages_page(
+                        conn, cid, after_seq=after, before_seq=upto + 1, limit=SYNC_PAGE
+                    )
+                if not rows:
+                    break
+                yield await self._views([StoredMessage.from_row(r) for r in rows])
+                after = int(rows[-1].seq)
+
+
+def _receipt(cid: int, user: User, status: str, seq: int) -> dict[str, Any]:
+    return {
+        "type": "receipt",
+        "conversation_id": str(cid),
+        "user": user.summary(),
+        "status": status,
+        "seq": seq,
+    }

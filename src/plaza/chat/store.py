@@ -1,0 +1,299 @@
+"""Chat's SQL. Every function runs inside the caller's connection or transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from plaza.chat.tables import conversation_members as members
+from plaza.chat.tables import conversations, device_cursors, messages
+from plaza.platform.db import AnyRow
+
+
+class DirectExists(Exception):
+    """Another request created the same direct conversation first."""
+
+
+# --- conversations and members ------------------------------------------------------------------
+
+
+async def insert_conversation(conn: AsyncConnection, **values: Any) -> int:
+    """A new conversation's id; DirectExists if its direct_key is taken."""
+    try:
+        async with conn.begin_nested():  # a savepoint: on a clash the caller reads the winner's row
+            result = await conn.execute(
+                insert(conversations).values(**values).returning(conversations.c.id)
+            )
+    except IntegrityError as exc:
+        if values.get("direct_key") is None:
+            raise
+        raise DirectExists(values["direct_key"]) from exc
+    return int(result.scalar_one())
+
+
+async def conversation_by_direct_key(conn: AsyncConnection, key: str) -> AnyRow | None:
+    query = select(conversations).where(conversations.c.direct_key == key)
+    return (await conn.execute(query)).one_or_none()
+
+
+async def add_members(
+    conn: AsyncConnection, conversation_id: int, user_ids: Sequence[int], now: dt.datetime, seq: int
+) -> None:
+    """Make users (new, or back after leaving) members; what came before `seq` counts as read."""
+    if not user_ids:
+        return
+    returning = set(await _former_members(conn, conversation_id, user_ids))
+    if returning:
+        await conn.execute(
+            update(members)
+            .where(members.c.conversation_id == conversation_id, members.c.user_id.in_(returning))
+            .values(left_at=None, joined_at=now, read_seq=seq, delivered_seq=seq)
+        )
+    rows = [
+        {
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "joined_at": now,
+            "read_seq": seq,
+            "delivered_seq": seq,
+        }
+        for user_id in user_ids
+        if user_id not in returning
+    ]
+    if rows:
+        await conn.execute(insert(members), rows)
+
+
+async def _former_members(
+    conn: AsyncConnection, conversation_id: int, user_ids: Sequence[int]
+) -> list[int]:
+    query = select(members.c.user_id).where(
+        members.c.conversation_id == conversation_id, members.c.user_id.in_(user_ids)
+    )
+    return [int(row.user_id) for row in await conn.execute(query)]
+
+
+async def mark_left(
+    conn: AsyncConnection, conversation_id: int, user_id: int, now: dt.datetime
+) -> None:
+    await conn.execute(
+        update(members)
+        .where(members.c.conversation_id == conversation_id, members.c.user_id == user_id)
+        .values(left_at=now)
+    )
+
+
+async def membership(conn: AsyncConnection, conversation_id: int, user_id: int) -> AnyRow | None:
+    """The conversation joined with the user's membership, if the user is a member now."""
+    query = (
+        select(conversations, members.c.read_seq, members.c.delivered_seq)
+        .join(members, members.c.conversation_id == conversations.c.id)
+        .where(
+            conversations.c.id == conversation_id,
+            members.c.user_id == user_id,
+            members.c.left_at.is_(None),
+        )
+    )
+    return (await conn.execute(query)).one_or_none()
+
+
+async def member_ids(
+    conn: AsyncConnection, conversation_ids: Sequence[int]
+) -> dict[int, list[int]]:
+    """Current members of each conversation, in the order they joined."""
+    query = (
+        select(members.c.conversation_id, members.c.user_id)
+        .where(members.c.conversation_id.in_(conversation_ids), members.c.left_at.is_(None))
+        .order_by(members.c.joined_at, members.c.user_id)
+    )
+    found: dict[int, list[int]] = {cid: [] for cid in conversation_ids}
+    for row in await conn.execute(query):
+        found[int(row.conversation_id)].append(int(row.user_id))
+    return found
+
+
+async def members_of(conn: AsyncConnection, conversation_id: int) -> list[int]:
+    return (await member_ids(conn, [conversation_id]))[conversation_id]
+
+
+async def conversations_of(
+    conn: AsyncConnection, user_id: int, *, before: tuple[dt.datetime, int] | None, limit: int
+) -> list[AnyRow]:
+    """The user's conversations, most recent activity first, with the user's read_seq."""
+    conditions = [members.c.user_id == user_id, members.c.left_at.is_(None)]
+    if before is not None:
+        at, cid = before
+        activity = conversations.c.last_activity_at
+        conditions.append(or_(activity < at, and_(activity == at, conversations.c.id < cid)))
+    query = (
+        select(conversations, members.c.read_seq)
+        .join(members, members.c.conversation_id == conversations.c.id)
+        .where(*conditions)
+        .order_by(conversations.c.last_activity_at.desc(), conversations.c.id.desc())
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def unread_counts(
+    conn: AsyncConnection, user_id: int, conversation_ids: Sequence[int]
+) -> dict[int, int]:
+    """Messages from others after the user's read cursor, per conversation."""
+    query = (
+        select(messages.c.conversation_id, func.count())
+        .join(
+            members,
+            and_(
+                members.c.conversation_id == messages.c.conversation_id,
+                members.c.user_id == user_id,
+            ),
+        )
+        .where(
+            messages.c.conversation_id.in_(conversation_ids),
+            messages.c.seq > members.c.read_seq,
+            messages.c.sender_id != user_id,
+        )
+        .group_by(messages.c.conversation_id)
+    )
+    return {int(row[0]): int(row[1]) for row in await conn.execute(query)}
+
+
+# --- messages -----------------------------------------------------------------------------------
+
+
+async def take_seq(conn: AsyncConnection, conversation_id: int, now: dt.datetime) -> AnyRow | None:
+    """Reserve the conversation's next seq (returned with the conversation's row), or None if unknown.
+
+    The UPDATE holds the row's lock until the transaction ends, so concurrent senders take turns (on
+    SQLite, BEGIN IMMEDIATE has serialised writers already), and a rollback returns the seq: no gaps.
+    """
+    result = await conn.execute(
+        update(conversations)
+        .where(conversations.c.id == conversation_id)
+        .values(last_seq=conversations.c.last_seq + 1, last_activity_at=now)
+        .returning(*conversations.c)
+    )
+    return result.one_or_none()
+
+
+async def insert_message(conn: AsyncConnection, **values: Any) -> None:
+    """Raises IntegrityError (the transaction is spoiled) on a repeated (sender, client_msg_id)."""
+    await conn.execute(insert(messages).values(**values))
+
+
+async def message_by_client_id(
+    conn: AsyncConnection, sender_id: int, client_msg_id: str
+) -> AnyRow | None:
+    query = select(messages).where(
+        messages.c.sender_id == sender_id, messages.c.client_msg_id == client_msg_id
+    )
+    return (await conn.execute(query)).one_or_none()
+
+
+async def messages_page(
+    conn: AsyncConnection,
+    conversation_id: int,
+    *,
+    after_seq: int | None = None,
+    before_seq: int | None = None,
+    limit: int,
+    newest_first: bool = False,
+) -> list[AnyRow]:
+    conditions = [messages.c.conversation_id == conversation_id]
+    if after_seq is not None:
+        conditions.append(messages.c.seq > after_seq)
+    if before_seq is not None:
+        conditions.append(messages.c.seq < before_seq)
+    order = messages.c.seq.desc() if newest_first else messages.c.seq
+    query = select(messages).where(*conditions).order_by(order).limit(limit)
+    return list((await conn.execute(query)).all())
+
+
+async def messages_at(conn: AsyncConnection, positions: Sequence[tuple[int, int]]) -> list[AnyRow]:
+    """Messages by (conversation_id, seq)."""
+    if not positions:
+        return []
+    wanted = [
+        and_(messages.c.conversation_id == cid, messages.c.seq == seq) for cid, seq in positions
+    ]
+    return list((await conn.execute(select(messages).where(or_(*wanted)))).all())
+
+
+# --- cursors ------------------------------------------------------------------------------------
+
+
+async def advance_member(
+    conn: AsyncConnection, conversation_id: int, user_id: int, column: str, seq: int
+) -> bool:
+    """Move the member's read_seq or delivered_seq up to `seq`; False if it was there already."""
+    cursor = members.c[column]
+    values: dict[str, Any] = {column: seq}
+    if column == "read_seq":  # what was read was delivered
+        values["delivered_seq"] = case(
+            (members.c.delivered_seq < seq, seq), else_=members.c.delivered_seq
+        )
+    result = await conn.execute(
+        update(members)
+        .where(
+            members.c.conversation_id == conversation_id,
+            members.c.user_id == user_id,
+            members.c.left_at.is_(None),
+            cursor < seq,
+        )
+        .values(**values)
+    )
+    return bool(result.rowcount)
+
+
+async def advance_device(
+    conn: AsyncConnection,
+    user_id: int,
+    device_id: str,
+    conversation_id: int,
+    seq: int,
+    now: dt.datetime,
+) -> None:
+    """Record that the device has every message up to `seq` (never moving back)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(device_cursors).values(
+        user_id=user_id,
+        device_id=device_id,
+        conversation_id=conversation_id,
+        delivered_seq=seq,
+        updated_at=now,
+    )
+    current = device_cursors.c.delivered_seq
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["user_id", "device_id", "conversation_id"],
+        set_={
+            "delivered_seq": case(
+                (stmt.excluded.delivered_seq > current, stmt.excluded.delivered_seq),
+                else_=current,
+            ),
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+    await conn.execute(stmt)
+
+
+async def device_positions(conn: AsyncConnection, user_id: int, device_id: str) -> dict[int, int]:
+    query = select(device_cursors.c.conversation_id, device_cursors.c.delivered_seq).where(
+        device_cursors.c.user_id == user_id, device_cursors.c.device_id == device_id
+    )
+    return {int(row[0]): int(row[1]) for row in await conn.execute(query)}
+
+
+async def positions_of(conn: AsyncConnection, user_id: int) -> dict[int, int]:
+    """last_seq of every conversation the user is a member of."""
+    query = (
+        select(conversations.c.id, conversations.c.last_seq)
+        .join(members, members.c.conversation_id == conversations.c.id)
+        .where(members.c.user_id == user_id, members.c.left_at.is_(None))
+    )
+    return {int(row[0]): int(row[1]) for row in await conn.execute(query)}

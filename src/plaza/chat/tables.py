@@ -1,0 +1,87 @@
+"""Chat's tables: conversations, their members, messages, and what each device has been delivered."""
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from plaza.platform.db import BigId, UTCDateTime, metadata
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),  # direct | group
+    Column("name", String(100), nullable=True),
+    # "<smaller user id>:<larger user id>" for a direct conversation: at most one per pair of users.
+    Column("direct_key", String(64), nullable=True, unique=True),
+    Column("created_by", BigId, ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+    # The seq of the newest message; the row is locked to take the next one, so seqs have no gaps.
+    Column("last_seq", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_activity_at", UTCDateTime, nullable=False),
+)
+
+conversation_members = Table(
+    "conversation_members",
+    metadata,
+    Column(
+        "conversation_id",
+        BigId,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("user_id", BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("joined_at", UTCDateTime, nullable=False),
+    Column("left_at", UTCDateTime, nullable=True),  # set while not a member (left or removed)
+    Column("read_seq", BigInteger, nullable=False, server_default="0"),
+    # The highest seq any of the member's devices confirmed: what `delivered` receipts report.
+    Column("delivered_seq", BigInteger, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("conversation_id", "user_id"),
+    Index("ix_conversation_members_user_id", "user_id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),  # SnowflakeIds
+    Column(
+        "conversation_id",
+        BigId,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("seq", BigInteger, nullable=False),
+    Column("sender_id", BigId, ForeignKey("users.id"), nullable=False),
+    Column("client_msg_id", String(64), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("message_type", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    # Also the index every history and sync query reads.
+    UniqueConstraint("conversation_id", "seq"),
+    # A retried send finds its first attempt here.
+    UniqueConstraint("sender_id", "client_msg_id"),
+)
+
+device_cursors = Table(
+    "device_cursors",
+    metadata,
+    Column("user_id", BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column(
+        "conversation_id",
+        BigId,
+        ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("delivered_seq", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),  # lets a later job forget dead devices
+    PrimaryKeyConstraint("user_id", "device_id", "conversation_id"),
+)

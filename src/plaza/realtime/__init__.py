@@ -1,0 +1,1 @@
+"""The WebSocket layer: one endpoint, sessions across processes, frame handlers that contexts register."""

@@ -1,0 +1,208 @@
+"""`GET /ws`: the one WebSocket endpoint. Authenticates, then reads frames and hands them to handlers.
+
+A connection is two tasks: the reader (frames in, dispatched one at a time, so a client's frames are
+answered in order) and the session's writer (frames out, from its bounded queue). Whichever ends first
+ends the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+import structlog
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
+
+from plaza.accounts.service import User
+from plaza.platform.errors import PlazaError, Unauthorized, is_database_outage
+from plaza.platform.kv import PortUnavailable
+from plaza.realtime.hub import RealtimeHub
+from plaza.realtime.protocol import (
+    CLOSE_AUTH_FAILED,
+    CLOSE_IDLE,
+    CLOSE_RESTART,
+    CLOSE_TRY_AGAIN,
+    FrameError,
+    decode,
+    encode,
+    error_frame,
+    reconnect_frame,
+)
+from plaza.realtime.session import Session
+
+__all__ = ["websocket_endpoint"]
+
+log = structlog.get_logger("plaza.realtime")
+
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+HANDLER_GRACE_S = 5.0  # a frame being handled when the connection ends may finish (e.g. its commit)
+_PONG = {"type": "pong"}
+
+
+class _Gone(Exception):
+    """The client disconnected."""
+
+
+_CLIENT_GONE = (_Gone, WebSocketDisconnect, WebSocketDisconnected)
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    hub: RealtimeHub = websocket.app.state.services.realtime
+    hub.metrics.ws_connections.inc()
+    try:
+        await websocket.accept()
+        if hub.draining:
+            await websocket.send_text(encode(reconnect_frame()))
+            await websocket.close(CLOSE_RESTART, "server restart")
+            return
+        identity = await _authenticate(hub, websocket)
+        if identity is not None:
+            await _serve(hub, websocket, *identity)
+    except _CLIENT_GONE:
+        pass
+    finally:
+        hub.metrics.ws_connections.dec()
+
+
+async def _authenticate(hub: RealtimeHub, websocket: WebSocket) -> tuple[User, str] | None:
+    """The user and device, from `?token=` or a first `auth` frame; else the connection is closed."""
+    token = websocket.query_params.get("token")
+    device_id = websocket.query_params.get("device_id")
+    try:
+        async with asyncio.timeout(hub.auth_timeout_s):
+            if token is None:
+                frame = decode(await _receive(websocket))
+                token, device_id = frame.get("token"), frame.get("device_id", device_id)
+                if frame["type"] != "auth" or not isinstance(token, str):
+                    raise Unauthorized("The first frame must be an auth frame.")
+            user = await hub.authenticate(token)
+    except (TimeoutError, Unauthorized, FrameError):
+        await websocket.close(CLOSE_AUTH_FAILED, "unauthorized")
+        return None
+    except Exception as exc:
+        if not (isinstance(exc, PortUnavailable) or is_database_outage(exc)):
+            raise
+        log.warning("websocket auth failed: backing service down", error=str(exc))
+        await websocket.send_text(encode(reconnect_frame()))
+        await websocket.close(CLOSE_TRY_AGAIN, "service unavailable")
+        return None
+    if not (isinstance(device_id, str) and DEVICE_ID_RE.match(device_id)):
+        device_id = uuid.uuid4().hex  # none given, or unusable: `ready` tells the client its id
+    return user, device_id
+
+
+async def _receive(websocket: WebSocket) -> str | bytes:
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise _Gone
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
+
+
+async def _serve(hub: RealtimeHub, websocket: WebSocket, user: User, device_id: str) -> None:
+    session = Session(
+        user,
+        device_id,
+        send_text=websocket.send_text,
+        close=websocket.close,
+        queue_size=hub.queue_size,
+    )
+    session.on_overflow = hub.metrics.ws_kicked.inc
+    ready = {"type": "ready", "user": user.summary(), "device_id": device_id}
+    # Queued before the session is findable, so it is the first frame; written once the registry
+    # (other processes included) knows where this user is.
+    await session.reply({**ready, "heartbeat_s": hub.heartbeat_s})
+    writer = reader = None
+    try:
+        await hub.sessions.add(session)
+        writer = asyncio.create_task(session.pump(), name="ws-writer")
+        reader = asyncio.create_task(_read(hub, websocket, session), name="ws-reader")
+        await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        await _finish(session, writer, reader)
+    finally:
+        session.abandon()
+        for task in (writer, reader):
+            if task is not None and not task.done():
+                task.cancel()
+        await hub.sessions.remove(session)
+
+
+async def _finish(session: Session, writer: asyncio.Task[None], reader: asyncio.Task[None]) -> None:
+    """One side ended: let the other end cleanly, without cutting a handler off mid-transaction."""
+    if reader.done():
+        if session.closing:  # the reader closed it (idle): the writer sends the close frame
+            await asyncio.wait({writer}, timeout=HANDLER_GRACE_S)
+        else:  # the client went away
+            writer.cancel()
+    elif session.busy:
+        await asyncio.wait({reader}, timeout=HANDLER_GRACE_S)
+    for task in (writer, reader):
+        task.cancel()
+    # asyncio.wait, not gather: a gather cancelled from outside confuses anyio's cancel scopes
+    # (the ASGI server's or a test client's), which then fail to absorb their own cancellation.
+    await asyncio.wait({writer, reader})
+    for task in (writer, reader):
+        error = None if task.cancelled() else task.exception()
+        if error is not None and not isinstance(error, _CLIENT_GONE):
+            log.warning("websocket connection ended with an error", error=repr(error))
+
+
+async def _read(hub: RealtimeHub, websocket: WebSocket, session: Session) -> None:
+    while not session.closing:
+        try:
+            async with asyncio.timeout(hub.idle_timeout_s):
+                raw = await _receive(websocket)
+        except TimeoutError:
+            session.close(CLOSE_IDLE, "idle")
+            return
+        except _Gone:
+            return
+        session.busy = True
+        try:
+            await _dispatch(hub, session, raw)
+        finally:
+            session.busy = False
+
+
+async def _dispatch(hub: RealtimeHub, session: Session, raw: str | bytes) -> None:
+    ref: str | None = None
+    kind = "invalid"
+    try:
+        frame = decode(raw)
+        ref = _ref(frame)
+        handler = hub.handler_for(frame["type"])
+        kind = frame["type"] if handler is not None or frame["type"] == "ping" else "unknown"
+        hub.metrics.ws_frames.labels("in", kind).inc()
+        if frame["type"] == "ping":
+            await session.reply(_PONG)
+        elif frame["type"] == "auth":
+            raise FrameError(
+                "This connection is authenticated already.", code="already_authenticated"
+            )
+        elif handler is None:
+            raise FrameError(
+                f"Unknown frame type {frame['type'][:64]!r}.", code="unknown_type", field="type"
+            )
+        else:
+            await handler(session, frame)
+    except PlazaError as exc:
+        await session.reply(error_frame(exc.code, exc.message, ref=ref, field=exc.field))
+    except Exception as exc:
+        await session.reply(_unexpected(exc, kind, ref))
+
+
+def _ref(frame: dict[str, Any]) -> str | None:
+    ref = frame.get("client_msg_id")
+    return ref[:64] if isinstance(ref, str) else None
+
+
+def _unexpected(exc: Exception, kind: str, ref: str | None) -> dict[str, Any]:
+    if isinstance(exc, PortUnavailable) or is_database_outage(exc):
+        log.warning("frame failed: backing service down", type=kind, error=str(exc))
+        return error_frame(
+            "service_unavailable", "A backing service is unavailable; retry.", ref=ref
+        )
+    log.exception("frame handler failed", type=kind, exc_info=exc)
+    return error_frame("internal_error", "Something went wrong on our side.", ref=ref)

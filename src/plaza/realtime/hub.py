@@ -1,0 +1,83 @@
+"""The realtime hub: what contexts see of the WebSocket layer.
+
+Contexts register a handler per frame type they answer, and push frames to users with `deliver`. The hub
+knows nothing of what the frames mean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
+from typing import Any
+
+from plaza.accounts.service import User
+from plaza.platform.metrics import Metrics
+from plaza.realtime.protocol import CLOSE_RESTART, reconnect_frame
+from plaza.realtime.session import Session
+from plaza.realtime.sessions import Sessions
+from plaza.settings import Settings
+
+__all__ = ["Handler", "RealtimeHub"]
+
+Handler = Callable[[Session, dict[str, Any]], Awaitable[None]]
+Authenticate = Callable[[str], Awaitable[User]]
+
+# Frame types the gateway answers itself.
+GATEWAY_TYPES = frozenset({"auth", "ping"})
+DRAIN_GRACE_S = 5.0  # on shutdown, connections get this long to receive their reconnect frame
+
+
+class RealtimeHub:
+    def __init__(
+        self,
+        *,
+        sessions: Sessions,
+        authenticate: Authenticate,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
+        self.sessions = sessions
+        self.authenticate = authenticate
+        self.metrics = metrics
+        self.auth_timeout_s = settings.ws_auth_timeout_s
+        self.heartbeat_s = settings.ws_heartbeat_s
+        self.idle_timeout_s = settings.ws_idle_timeout_s
+        self.queue_size = settings.ws_send_queue
+        self.draining = False
+        self._handlers: dict[str, Handler] = {}
+
+    def register(self, frame_type: str, handler: Handler) -> None:
+        """Answer client frames of this type with `handler(session, frame)`."""
+        if frame_type in GATEWAY_TYPES or frame_type in self._handlers:
+            raise ValueError(f"frame type {frame_type!r} already has a handler")
+        self._handlers[frame_type] = handler
+
+    def handler_for(self, frame_type: str) -> Handler | None:
+        return self._handlers.get(frame_type)
+
+    async def deliver(
+        self, user_ids: Collection[int], frame: Mapping[str, Any], *, exclude: str | None = None
+    ) -> None:
+        """Push a frame to every connection of these users, on any process, except session `exclude`."""
+        await self.sessions.deliver(user_ids, frame, exclude=exclude)
+
+    async def start(self) -> dict[str, Coroutine[Any, Any, None]]:
+        """Join the session registry; returns the work to run in the background, by name."""
+        await self.sessions.start()
+        return {
+            "realtime-relay": self.sessions.listen(),
+            "realtime-registry": self.sessions.refresh(self.heartbeat_s),
+        }
+
+    async def drain(self) -> None:
+        """Shutdown: every client is told to reconnect (at a random moment within 10 s), then closed."""
+        self.draining = True
+        sessions = self.sessions.all()
+        for session in sessions:
+            session.close(CLOSE_RESTART, "server restart", farewell=reconnect_frame(), flush=True)
+        if sessions:
+            waiters = [asyncio.create_task(s.closed.wait()) for s in sessions]
+            _, late = await asyncio.wait(waiters, timeout=DRAIN_GRACE_S)
+            for waiter in late:
+                waiter.cancel()
+        await self.sessions.stop()

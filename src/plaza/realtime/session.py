@@ -1,0 +1,119 @@
+"""One authenticated connection (a device) and its bounded queue of frames on their way out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from plaza.accounts.service import User
+from plaza.realtime.protocol import CLOSE_TRY_AGAIN, encode, reconnect_frame
+
+__all__ = ["Session"]
+
+SendText = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
+
+# A client that fell behind comes back soon: it is one client, not a whole server's worth.
+SLOW_CLIENT_RECONNECT_MS = 2_000
+_END: Final = object()  # queued last: the writer stops after the frames before it
+
+
+class Session:
+    """Frames to the client go through one queue, written in order by `pump()`.
+
+    `push` never waits: deliveries to a client that cannot keep up fill its queue, and it is then told to
+    reconnect (and sync) rather than hold the sender or grow without bound. `reply` answers the client's
+    own frames and does wait for room, so a client asking for much (a sync) is served at its own pace.
+    """
+
+    def __init__(
+        self,
+        user: User,
+        device_id: str,
+        *,
+        send_text: SendText,
+        close: Close,
+        queue_size: int,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.user = user
+        self.device_id = device_id
+        self.busy = False  # a handler is running for one of its frames
+        self.closed = (
+            asyncio.Event()
+        )  # set once the writer is done (close sent, or the client gone)
+        self.on_overflow: Callable[[], None] = lambda: None
+        self._send_text, self._close = send_text, close
+        self._queue: asyncio.Queue[object] = asyncio.Queue(queue_size)
+        self._closing: tuple[int, str, str | None] | None = None
+
+    @property
+    def closing(self) -> bool:
+        return self._closing is not None
+
+    def push(self, text: str) -> None:
+        """Queue an encoded frame at once; a full queue means the client is told to reconnect."""
+        if self._closing is not None:
+            return
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.on_overflow()
+            self.close(
+                CLOSE_TRY_AGAIN, "too slow", farewell=reconnect_frame(SLOW_CLIENT_RECONNECT_MS)
+            )
+
+    async def reply(self, frame: Mapping[str, Any]) -> None:
+        """Queue an answer to this client's own frame, waiting for room if need be."""
+        if self._closing is None:
+            await self._queue.put(encode(frame))
+
+    def close(
+        self,
+        code: int,
+        reason: str,
+        *,
+        farewell: Mapping[str, Any] | None = None,
+        flush: bool = False,
+    ) -> None:
+        """Stop: send `farewell` (if any), then close with `code`.
+
+        With `flush`, frames already queued go first when there is room to mark the end after them;
+        otherwise they are dropped, as a client that reconnects syncs them anyway.
+        """
+        if self._closing is not None:
+            return
+        self._closing = (code, reason, encode(farewell) if farewell is not None else None)
+        if not flush or self._queue.full():
+            self._discard_queued()
+        self._queue.put_nowait(_END)
+
+    async def pump(self) -> None:
+        """Write queued frames until `close()`; then the farewell and the close frame."""
+        try:
+            while (item := await self._queue.get()) is not _END:
+                assert isinstance(item, str)
+                await self._send_text(item)
+            assert self._closing is not None
+            code, reason, farewell = self._closing
+            if farewell is not None:
+                await self._send_text(farewell)
+            await self._close(code, reason)
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """The connection is over (closed, or the client went away): drop whatever is queued."""
+        if self._closing is None:
+            self._closing = (1000, "", None)
+        self.closed.set()
+        self._discard_queued()
+
+    def _discard_queued(self) -> None:
+        # Emptying the queue also wakes any `reply` waiting for room; it then returns at once.
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while True:
+                self._queue.get_nowait()

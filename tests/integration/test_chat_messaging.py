@@ -1,0 +1,234 @@
+"""Messages over the WebSocket through the real app, on SQLite + in-process and PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from tests.conftest import register
+from tests.wsclient import online, send_message, token_of
+
+RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def conversation(client: Any, headers: dict[str, str], *members: str, **extra: Any) -> str:
+    created = client.post(
+        "/api/v1/conversations", json={"members": list(members), **extra}, headers=headers
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["id"])
+
+
+def history(client: Any, headers: dict[str, str], cid: str, **params: Any) -> list[dict[str, Any]]:
+    response = client.get(f"/api/v1/conversations/{cid}/messages", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+def test_send_ack_delivery_and_idempotent_retry(client: Any) -> None:
+    alice, bob = register(client, "alice"), register(client, "bob")
+    cid = conversation(client, alice, "bob")
+    with online(client, token_of(alice)) as a, online(client, token_of(bob)) as b:
+        a.send(
+            {
+                "type": "send",
+                "client_msg_id": "c-1",
+                "conversation_id": cid,
+                "content": "hello bob",
+                "message_type": "text",
+            }
+        )
+        ack = a.expect("ack")
+        assert ack["client_msg_id"] == "c-1"
+        message = ack["message"]
+        assert set(message) == {
+            "id",
+            "conversation_id",
+            "seq",
+            "sender",
+            "content",
+            "message_type",
+            "created_at",
+            "client_msg_id",
+        }
+        assert isinstance(message["id"], str) and message["conversation_id"] == cid
+        assert message["seq"] == 1
+        assert message["sender"]["username"] == "alice"
+        assert message["content"] == "hello bob"
+        assert RFC3339_Z.match(message["created_at"])
+        assert b.expect("message") == {"type": "message", "message": message}
+        assert a.frames(quiet_s=0.2) == []  # the sending connection has its ack, no echo
+        # A retry (same client_msg_id) gets the same ack and stores nothing new.
+        assert send_message(a, cid, "hello again?", client_msg_id="c-1") == message
+        assert send_message(a, cid, "next")["seq"] == 2
+    assert history(client, bob, cid)[0] == message  # REST and WebSocket show the same message
+    assert [m["content"] for m in history(client, bob, cid)] == ["hello bob", "next"]
+
+
+def test_errors_of_send(client: Any) -> None:
+    alice, _ = register(client, "alice"), register(client, "bob")
+    carol = register(client, "carol")
+    cid = conversation(client, alice, "bob")
+    with online(client, token_of(alice)) as a, online(client, token_of(carol)) as c:
+        cases = [
+            (c, {"conversation_id": cid, "content": "let me in"}, "conversation_not_found"),
+            (a, {"conversation_id": "999999", "content": "x"}, "conversation_not_found"),
+            (a, {"conversation_id": "not-an-id", "content": "x"}, "conversation_not_found"),
+            (a, {"conversation_id": cid, "content": "x" * 10_001}, "content_too_long"),
+            (a, {"conversation_id": cid, "content": "   "}, "empty_content"),
+            (a, {"conversation_id": cid, "content": "x", "message_type": "system"}, "invalid_message_type"),
+            (a, {"conversation_id": cid, "content": 5}, "invalid_field"),
+        ]  # fmt: skip
+        for number, (socket, fields, code) in enumerate(cases):
+            ref = f"bad-{number}"
+            socket.send({"type": "send", "client_msg_id": ref, **fields})
+            error = socket.expect("error")
+            assert (error["code"], error["ref"]) == (code, ref), fields
+        assert send_message(a, cid, "x" * 10_000)["seq"] == 1  # the limit itself is fine
+        c.send({"type": "read", "conversation_id": cid, "seq": 1})
+        assert c.expect("error")["code"] == "conversation_not_found"
+        c.send({"type": "typing", "conversation_id": cid, "state": "start"})
+        assert c.expect("error")["code"] == "conversation_not_found"
+
+
+def test_concurrent_senders_get_gapless_seqs_in_one_order(client: Any) -> None:
+    names = ["ann", "ben", "cat"]
+    headers = {name: register(client, name) for name in names}
+    cid = conversation(client, headers["ann"], "ben", "cat", name="busy")
+    per_user = 20
+    seen: dict[str, dict[int, str]] = {name: {} for name in names}
+    sent: dict[str, list[int]] = {name: [] for name in names}
+    failures: list[BaseException] = []
+
+    def talk(name: str, socket: Any) -> None:
+        try:
+            for i in range(per_user):
+                message = send_message(socket, cid, f"{name}-{i}")
+                sent[name].append(message["seq"])
+                seen[name][message["seq"]] = message["id"]
+            # Others' messages that came while this thread waited for its acks, then the rest.
+            pushed = [f["message"] for f in socket.skipped if f["type"] == "message"]
+            while len(seen[name]) + len(pushed) < per_user * len(names):
+                pushed.append(socket.expect("message", timeout_s=10)["message"])
+            for message in pushed:
+                assert message["seq"] not in seen[name]  # each exactly once
+                seen[name][message["seq"]] = message["id"]
+        except BaseException as exc:
+            failures.append(exc)
+
+    with (
+        online(client, token_of(headers["ann"])) as a,
+        online(client, token_of(headers["ben"])) as b,
+        online(client, token_of(headers["cat"])) as c,
+    ):
+        threads = [
+            threading.Thread(target=talk, args=pair) for pair in zip(names, (a, b, c), strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert not failures, failures
+    expected = list(range(1, per_user * len(names) + 1))
+    for name in names:
+        assert sorted(seen[name]) == expected  # every seq, no gaps, no duplicates
+        assert sent[name] == sorted(sent[name])  # one sender's messages keep their order
+    assert seen["ann"] == seen["ben"] == seen["cat"]  # the same message at every seq
+    stored = history(client, headers["ben"], cid, limit=100)
+    assert [m["seq"] for m in stored] == expected
+    assert {m["seq"]: m["id"] for m in stored} == seen["ann"]
+
+
+def test_an_offline_member_catches_up_once_in_order(client: Any) -> None:
+    alice, bob = register(client, "alice"), register(client, "bob")
+    cid = conversation(client, alice, "bob")
+    other = conversation(client, alice, "bob", name="second")
+    with online(client, token_of(alice)) as a:
+        for i in range(5):
+            send_message(a, cid, f"m{i}")
+        send_message(a, other, "elsewhere")
+    with online(client, token_of(bob), device_id="phone") as b:
+        b.send({"type": "sync", "cursors": {cid: 2}})
+        replayed = [b.expect("message")["message"] for _ in range(4)]
+        synced = b.expect("synced")
+        assert [(m["conversation_id"], m["seq"]) for m in replayed] == [
+            (cid, 3),
+            (cid, 4),
+            (cid, 5),
+            (other, 1),  # not in the cursors: everything this device has not confirmed
+        ]
+        assert synced["cursors"] == {cid: 5, other: 1} and synced["more"] is False
+        assert b.frames(quiet_s=0.2) == []  # exactly once
+        b.send({"type": "delivered", "conversation_id": cid, "seq": 5})
+        b.send({"type": "delivered", "conversation_id": other, "seq": 1})
+        b.settle()
+    with online(client, token_of(alice)) as a:
+        send_message(a, cid, "while you were away")
+    with online(client, token_of(bob), device_id="phone") as b:
+        b.send({"type": "sync", "cursors": {}})  # the device's confirmed cursors are remembered
+        assert b.expect("message")["message"]["content"] == "while you were away"
+        assert b.expect("synced")["cursors"] == {cid: 6, other: 1}
+        b.send({"type": "sync", "cursors": {"424242": 0}})
+        error = b.expect("error")
+        assert error["code"] == "conversation_not_found"
+
+
+def test_every_device_gets_every_message(client: Any) -> None:
+    alice, bob = register(client, "alice"), register(client, "bob")
+    cid = conversation(client, alice, "bob")
+    token = token_of(bob)
+    with (
+        online(client, token_of(alice)) as a,
+        online(client, token, device_id="phone") as phone,
+        online(client, token, device_id="laptop") as laptop,
+    ):
+        from_alice = send_message(a, cid, "to both devices")
+        assert phone.expect("message")["message"] == from_alice
+        assert laptop.expect("message")["message"] == from_alice
+        from_phone = send_message(phone, cid, "sent from my phone")
+        assert laptop.expect("message")["message"] == from_phone  # own sends reach other devices
+        assert a.expect("message")["message"] == from_phone
+        assert phone.frames(quiet_s=0.2) == []  # the phone had its ack
+
+
+def test_receipts_unread_counts_and_typing(client: Any) -> None:
+    alice, bob = register(client, "alice"), register(client, "bob")
+    cid = conversation(client, alice, "bob")
+
+    def unread(headers: dict[str, str]) -> int:
+        (item,) = client.get("/api/v1/conversations", headers=headers).json()["items"]
+        return int(item["unread_count"])
+
+    with online(client, token_of(alice)) as a, online(client, token_of(bob)) as b:
+        for i in range(3):
+            send_message(a, cid, f"unread {i}")
+        assert unread(bob) == 3 and unread(alice) == 0  # one's own messages are never unread
+        b.send({"type": "delivered", "conversation_id": cid, "seq": 3})
+        receipt = a.expect("receipt")
+        assert receipt["status"] == "delivered" and receipt["seq"] == 3
+        b.send({"type": "read", "conversation_id": cid, "seq": 2})
+        receipt = a.expect("receipt")
+        assert receipt == {
+            "type": "receipt",
+            "conversation_id": cid,
+            "user": receipt["user"],
+            "status": "read",
+            "seq": 2,
+        }
+        assert receipt["user"]["username"] == "bob"
+        assert unread(bob) == 1
+        b.send({"type": "read", "conversation_id": cid, "seq": 99})  # past the end: up to the last
+        assert a.expect("receipt")["seq"] == 3
+        assert unread(bob) == 0
+        b.send({"type": "read", "conversation_id": cid, "seq": 1})  # cursors never move back
+        assert a.frames(quiet_s=0.2) == []
+        assert unread(bob) == 0
+        # Typing reaches the others, not stored, at most one `start` per 2 s.
+        for _ in range(3):
+            a.send({"type": "typing", "conversation_id": cid, "state": "start"})
+        a.send({"type": "typing", "conversation_id": cid, "state": "stop"})
+        frames = [f for f in b.frames(quiet_s=0.3) if f["type"] == "typing"]
+        assert [f["state"] for f in frames] == ["start", "stop"]
+        assert frames[0]["user"]["username"] == "alice" and frames[0]["conversation_id"] == cid
+        assert a.frames(quiet_s=0.1) == []  # not echoed to the typist

@@ -1,0 +1,117 @@
+"""A session's bounded send queue, against a fake socket whose writes we hold back at will."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import orjson
+import pytest
+
+from plaza.accounts.service import User
+from plaza.realtime.protocol import FrameError, decode, encode
+from plaza.realtime.session import Session
+
+pytestmark = pytest.mark.anyio
+USER = User(1, "alice", "Alice", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+
+
+class FakeSocket:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, object]] = []
+        self.closed_with: int | None = None
+        self.open = asyncio.Event()  # writes wait for this: a client that does not read
+        self.open.set()
+
+    async def send_text(self, text: str) -> None:
+        await self.open.wait()
+        self.sent.append(orjson.loads(text))
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_with = code
+
+
+def session_on(socket: FakeSocket, queue_size: int = 3) -> Session:
+    return Session(
+        USER, "phone", send_text=socket.send_text, close=socket.close, queue_size=queue_size
+    )
+
+
+async def test_a_client_that_falls_behind_is_told_to_reconnect() -> None:
+    socket = FakeSocket()
+    socket.open.clear()
+    session = session_on(socket)
+    overflowed: list[bool] = []
+    session.on_overflow = lambda: overflowed.append(True)
+    writer = asyncio.create_task(session.pump())
+    session.push(encode({"type": "message", "n": 0}))
+    await asyncio.sleep(0.01)  # the writer takes it, and waits on the client
+    for i in range(1, 10):
+        session.push(encode({"type": "message", "n": i}))
+    socket.open.set()
+    await asyncio.wait_for(writer, 1)
+    # The frame being written when the queue overflowed, then straight to the farewell.
+    assert [f["type"] for f in socket.sent] == ["message", "reconnect"]
+    assert 0 <= int(socket.sent[-1]["after_ms"]) <= 10_000  # type: ignore[call-overload]
+    assert socket.closed_with == 1013
+    assert overflowed == [True]
+    assert session.closed.is_set()
+
+
+async def test_closing_with_flush_sends_what_was_queued_first() -> None:
+    socket = FakeSocket()
+    session = session_on(socket, queue_size=10)
+    for i in range(3):
+        session.push(encode({"type": "message", "n": i}))
+    session.close(1012, "restart", farewell={"type": "reconnect", "after_ms": 5}, flush=True)
+    session.push(encode({"type": "message", "n": 99}))  # too late: ignored
+    await asyncio.wait_for(session.pump(), 1)
+    assert [f.get("n", f["type"]) for f in socket.sent] == [0, 1, 2, "reconnect"]
+    assert socket.closed_with == 1012
+
+
+async def test_replies_wait_for_room_instead_of_failing() -> None:
+    socket = FakeSocket()
+    session = session_on(socket, queue_size=2)
+    replies = asyncio.create_task(_reply_many(session, 6))
+    await asyncio.sleep(0.01)
+    assert not replies.done()  # blocked on the full queue, the client not reading yet
+    writer = asyncio.create_task(session.pump())
+    await asyncio.wait_for(replies, 1)
+    session.close(1000, "bye", flush=True)
+    await asyncio.wait_for(writer, 1)
+    assert [f["n"] for f in socket.sent] == list(range(6))
+
+
+async def test_a_reply_waiting_for_room_returns_when_the_session_ends() -> None:
+    session = session_on(FakeSocket(), queue_size=2)
+    replies = asyncio.create_task(_reply_many(session, 5))
+    await asyncio.sleep(0.01)
+    session.abandon()
+    await asyncio.wait_for(replies, 1)
+
+
+async def _reply_many(session: Session, count: int) -> None:
+    for n in range(count):
+        await session.reply({"type": "message", "n": n})
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"\xff", "invalid_json"),
+        ("null", "invalid_frame"),
+        ('{"type": null}', "missing_type"),
+        ('{"type": ["x"]}', "unknown_type"),
+        ("é" * 40_000, "frame_too_large"),  # 40,000 characters, 80,000 bytes of UTF-8
+    ],
+)
+def test_frames_are_checked(raw: str | bytes, code: str) -> None:
+    with pytest.raises(FrameError) as error:
+        decode(raw)
+    assert error.value.code == code
+
+
+def test_frames_write_utc_times_with_z() -> None:
+    moment = dt.datetime(2026, 11, 22, 10, 0, 0, 123000, tzinfo=dt.UTC)
+    assert encode({"at": moment}) == '{"at":"2026-11-22T10:00:00.123000Z"}'
