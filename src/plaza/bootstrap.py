@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from plaza.accounts.service import AccountsService
@@ -31,13 +31,14 @@ from plaza.platform.bus import (
     Streams,
 )
 from plaza.platform.clock import Clock, SystemClock
+from plaza.platform.counters import advance
 from plaza.platform.db import Database
 from plaza.platform.ids import MAX_NODE, CodePermutation, SnowflakeIds
 from plaza.platform.kv import KV, MemoryKV, RedisKV, redis_client
 from plaza.platform.metrics import Metrics
 from plaza.platform.migrate import upgrade
 from plaza.platform.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from plaza.platform.tables import counters, plaza_meta
+from plaza.platform.tables import plaza_meta
 from plaza.realtime.hub import RealtimeHub
 from plaza.realtime.sessions import Sessions
 from plaza.settings import Settings
@@ -133,22 +134,8 @@ async def _secret_key(db: Database, settings: Settings) -> bytes:
 
 async def _lease_node(db: Database) -> int:
     """The next of 16 node numbers in turn: processes started one after another never share one."""
-    bump = (
-        update(counters)
-        .where(counters.c.name == _NODE_COUNTER)
-        .values(value=counters.c.value + 1)
-        .returning(counters.c.value)
-    )
     async with db.write() as conn:
-        value = (await conn.execute(bump)).scalar_one_or_none()
-        if value is None:
-            try:
-                async with conn.begin_nested():
-                    await conn.execute(insert(counters).values(name=_NODE_COUNTER, value=0))
-            except IntegrityError:
-                pass  # another process created it first
-            value = (await conn.execute(bump)).scalar_one()
-    return int(value) % (MAX_NODE + 1)
+        return await advance(conn, _NODE_COUNTER, 1) % (MAX_NODE + 1)
 
 
 def build_services(platform: Platform) -> Services:

@@ -19,6 +19,7 @@ from plaza.links.codes import RESERVED_ALIASES
 from plaza.links.useragents import is_bot
 from plaza.platform.db import Database
 from plaza.platform.errors import DB_RETRY_AFTER_S, error_body, is_database_outage
+from plaza.platform.http import header
 from plaza.platform.metrics import Metrics
 
 CODE_PATH_RE: Final = re.compile(r"/([A-Za-z0-9_-]{3,64})")
@@ -116,7 +117,7 @@ class Redirector:
         return True
 
     async def _not_found(self, scope: Scope, send: Send) -> None:
-        accept = _header(scope, b"accept") or ""
+        accept = header(scope, b"accept") or ""
         if "application/json" in accept or "text/html" not in accept:
             body, kind = _NOT_FOUND_JSON, b"application/json"
         else:
@@ -124,13 +125,6 @@ class Redirector:
         if scope["method"] == "HEAD":
             body = b""
         await _send(send, 404, [(b"content-type", kind), (b"cache-control", b"no-store")], body)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def _click_headers(scope: Scope) -> tuple[str | None, str | None]:

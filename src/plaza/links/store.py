@@ -10,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from plaza.links.tables import link_countries, link_daily, link_devices, link_referrers, links
+from plaza.platform.counters import advance
 from plaza.platform.db import AnyRow
-from plaza.platform.tables import counters
 
 CODE_COUNTER = "link_codes"
 LinkRow = AnyRow
@@ -23,21 +23,7 @@ class CodeTaken(Exception):
 
 async def lease_block(conn: AsyncConnection, size: int) -> int:
     """Reserve `size` consecutive counter values; returns the first. One row update per block."""
-    bump = (
-        update(counters)
-        .where(counters.c.name == CODE_COUNTER)
-        .values(value=counters.c.value + size)
-        .returning(counters.c.value)
-    )
-    end = (await conn.execute(bump)).scalar_one_or_none()
-    if end is None:
-        try:
-            async with conn.begin_nested():
-                await conn.execute(counters.insert().values(name=CODE_COUNTER, value=0))
-        except IntegrityError:
-            pass  # another process created it first
-        end = (await conn.execute(bump)).scalar_one()
-    return int(end) - size
+    return await advance(conn, CODE_COUNTER, size) - size
 
 
 # Built once: constructing an INSERT per call was a tenth of a create's CPU.
