@@ -17,10 +17,14 @@ from plaza import __version__, ops
 from plaza.accounts import api as accounts_api
 from plaza.bootstrap import Platform, Services, build_services, close_platform, open_platform
 from plaza.chat import api as chat_api
+from plaza.feed import api as feed_api
+from plaza.feed.fanout import GROUP as FANOUT_GROUP
+from plaza.feed.fanout import STREAM as FANOUT_STREAM
 from plaza.links import api as links_api
 from plaza.links.analytics import purge_processed_batches, run_consumer
 from plaza.links.redirect import RedirectFastPath, Redirector
 from plaza.platform.clock import Clock
+from plaza.platform.consumer import run_consumer as consume
 from plaza.platform.errors import install_error_handlers
 from plaza.platform.http import RequestContextMiddleware
 from plaza.platform.idempotency import IdempotencyMiddleware, purge_expired
@@ -70,6 +74,19 @@ def start_workers(background: Background, platform: Platform, services: Services
             stop=background.stop,
         ),
     )
+    background.start(
+        "feed-fanout",
+        consume(
+            platform.streams,
+            platform.metrics,
+            services.fanout.handle,
+            stream=FANOUT_STREAM,
+            group=FANOUT_GROUP,
+            consumer=consumer,
+            stop=background.stop,
+        ),
+    )
+    background.start("feed-outbox-relay", services.relay.run(background.stop))
     background.start("sweeper", _sweep_periodically(platform, services, background.stop))
 
 
@@ -152,6 +169,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     api.include_router(accounts_api.router)
     api.include_router(links_api.router)
     api.include_router(chat_api.router)
+    api.include_router(feed_api.router)
     api.add_api_websocket_route("/ws", websocket_endpoint)
     api.add_middleware(IdempotencyMiddleware)
     api.add_middleware(

@@ -16,6 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from plaza.accounts.service import AccountsService
 from plaza.chat import frames as chat_frames
 from plaza.chat.service import ChatService
+from plaza.feed.fanout import FanOut, OutboxRelay
+from plaza.feed.posts import PostCache
+from plaza.feed.service import FeedService
+from plaza.feed.timelines import MemoryTimelines, RedisTimelines, Timelines
 from plaza.links.analytics import ClickAggregator
 from plaza.links.cache import RedirectCache
 from plaza.links.clicks import ClickBuffer
@@ -56,6 +60,7 @@ class Platform:
     streams: Streams
     pubsub: PubSub
     limiter: RateLimiter
+    timelines: Timelines
     redis: aioredis.Redis | None
     secret_key: bytes = b""
     node: int = 0  # this process's bits in time-ordered ids
@@ -71,6 +76,9 @@ class Services:
     geo: GeoLookup
     realtime: RealtimeHub
     chat: ChatService
+    feed: FeedService
+    fanout: FanOut
+    relay: OutboxRelay
 
 
 async def open_platform(
@@ -85,12 +93,14 @@ async def open_platform(
         streams: Streams = RedisStreams(client, prefix)
         pubsub: PubSub = RedisPubSub(client, prefix)
         limiter: RateLimiter = RedisRateLimiter(client, prefix)
+        timelines: Timelines = RedisTimelines(client, prefix, max_len=settings.feed_timeline_len)
     else:
         client = None
         kv, streams, pubsub = MemoryKV(clock=clock), MemoryStreams(clock=clock), MemoryPubSub()
         limiter = MemoryRateLimiter(clock=clock)
+        timelines = MemoryTimelines(max_len=settings.feed_timeline_len, clock=clock)
     platform = Platform(
-        settings, clock, metrics or Metrics(), db, kv, streams, pubsub, limiter, client
+        settings, clock, metrics or Metrics(), db, kv, streams, pubsub, limiter, timelines, client
     )
     if settings.should_migrate_on_start:
         await upgrade(db)
@@ -171,11 +181,29 @@ def build_services(platform: Platform) -> Services:
         settings=settings,
         clock=clock,
     )
-    realtime, chat = _build_chat(platform, accounts)
-    return Services(accounts, links, cache, clicks, aggregator, geo, realtime, chat)
+    ids = SnowflakeIds(platform.node, clock.time)  # one sequence per process: ids never repeat
+    realtime, chat = _build_chat(platform, accounts, ids)
+    feed = FeedService(
+        db=db,
+        timelines=platform.timelines,
+        cache=PostCache(db, platform.kv, accounts),
+        accounts=accounts,
+        pusher=realtime,
+        ids=ids,
+        clock=clock,
+        settings=settings,
+    )
+    relay = OutboxRelay(db, platform.streams)
+    feed.outbox_kick = relay.kick
+    fanout = FanOut(feed, db, platform.metrics)
+    return Services(
+        accounts, links, cache, clicks, aggregator, geo, realtime, chat, feed, fanout, relay
+    )
 
 
-def _build_chat(platform: Platform, accounts: AccountsService) -> tuple[RealtimeHub, ChatService]:
+def _build_chat(
+    platform: Platform, accounts: AccountsService, ids: SnowflakeIds
+) -> tuple[RealtimeHub, ChatService]:
     """The WebSocket hub, and chat on top of it (registering its frame handlers there)."""
     settings = platform.settings
     sessions = Sessions(
@@ -194,7 +222,7 @@ def _build_chat(platform: Platform, accounts: AccountsService) -> tuple[Realtime
         db=platform.db,
         accounts=accounts,
         pusher=realtime,
-        ids=SnowflakeIds(platform.node, platform.clock.time),
+        ids=ids,
         clock=platform.clock,
     )
     chat_frames.register(realtime, chat)

@@ -92,7 +92,12 @@ class Settings(BaseSettings):
     # so up to 16 processes started against one database never share one.
     node_id: int | None = Field(default=None, ge=0, le=15)
 
-    feed_celebrity_threshold: int = 10_000
+    # Authors with at least this many followers are not fanned out: readers merge their posts.
+    feed_celebrity_threshold: int = Field(default=10_000, ge=1)
+    # A timeline not read for this long expires; fan-out skips it and the next read rebuilds it.
+    feed_active_days: float = Field(default=7.0, gt=0)
+    feed_timeline_len: int = Field(default=800, ge=10)  # post ids kept per cached timeline
+    feed_rank_budget_ms: float = Field(default=20.0, ge=0)  # over it, ranked reads fall back
 
     @field_validator("create_rate", "login_failures_per_user", "login_failures_per_ip")
     @classmethod

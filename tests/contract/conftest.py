@@ -14,6 +14,7 @@ import anyio
 import pytest
 import redis.asyncio as aioredis
 
+from plaza.feed.timelines import MemoryTimelines, RedisTimelines, Timelines
 from plaza.platform.bus import (
     MemoryPubSub,
     MemoryStreams,
@@ -109,6 +110,18 @@ def limiter(
         MemoryRateLimiter(clock=clock)
         if redis_conn is None
         else RedisRateLimiter(redis_conn, prefix)
+    )
+    return Rig(kind, port, _elapse(clock, real=redis_conn is not None))
+
+
+@pytest.fixture
+def timelines(
+    kind: str, redis_conn: aioredis.Redis | None, prefix: str, clock: FakeClock
+) -> Rig[Timelines]:
+    port: Timelines = (
+        MemoryTimelines(max_len=5, clock=clock)
+        if redis_conn is None
+        else RedisTimelines(redis_conn, prefix, max_len=5)
     )
     return Rig(kind, port, _elapse(clock, real=redis_conn is not None))
 

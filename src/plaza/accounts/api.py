@@ -26,6 +26,14 @@ class LoginIn(BaseModel):
     password: str
 
 
+class UserSummary(BaseModel):
+    """How a user appears inside other objects (a post's author, a message's sender)."""
+
+    id: str
+    username: str
+    display_name: str
+
+
 class UserOut(BaseModel):
     id: str
     username: str
@@ -80,5 +88,7 @@ async def me(user: CurrentUser) -> UserOut:
 @router.get("/users/{username}", responses=errors(404))
 async def profile(username: str, services: ServicesDep) -> ProfileOut:
     user = await services.accounts.by_username(username)
-    # Follows arrive with the news feed; until then nobody follows anybody.
-    return ProfileOut(**UserOut.of(user).model_dump(), followers_count=0, following_count=0)
+    followers, following = await services.feed.counts(user.id)
+    return ProfileOut(
+        **UserOut.of(user).model_dump(), followers_count=followers, following_count=following
+    )

@@ -63,5 +63,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.feed_timeline_inserts = Counter(
+            "plaza_feed_timeline_inserts_total",
+            "Post ids written into home and celebrity timelines by fan-out",
+            registry=self.registry,
+        )
+        self.feed_fanout_seconds = Histogram(
+            "plaza_feed_fanout_duration_seconds",
+            "Time to fan one event out to every follower, by kind (post, delete)",
+            ["kind"],
+            buckets=(*LATENCY_BUCKETS, 5, 10, 30),
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

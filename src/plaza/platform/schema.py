@@ -2,6 +2,7 @@
 
 import plaza.accounts.tables
 import plaza.chat.tables
+import plaza.feed.tables
 import plaza.links.tables
 import plaza.platform.tables  # noqa: F401  (imported for their tables)
 from plaza.platform.db import metadata

@@ -1,0 +1,151 @@
+"""Fan-out: the outbox relay and the consumer that writes posts into followers' timelines.
+
+The relay moves outbox rows (written in the transactions of the changes they announce) to the `posts`
+stream and deletes them; the consumer (a group on that stream, any number of processes) handles each
+event at least once, and every step of it is idempotent: a timeline holds an id once, removing an
+absent id does nothing, and a frame sent twice carries the same post.
+
+- A post by an author below the celebrity threshold is pushed into the author's own timeline and those
+  of their followers, a page of FOLLOWER_PAGE at a time, one Lua call per page; followers whose timeline
+  does not exist (inactive, never read) cost nothing. A celebrity's post goes only into their own
+  recent-posts timeline, which readers merge.
+- Either way, followers connected to any process get a `feed` frame, except those who mute or block
+  the author (or are blocked by them).
+- A delete takes the ids out of the same timelines (reads have filtered them out from the commit on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+
+from plaza.feed import store
+from plaza.feed.service import FeedService, author_key, home_key
+from plaza.platform.bus import StreamEntry, Streams
+from plaza.platform.db import Database
+from plaza.platform.kv import PortUnavailable
+from plaza.platform.metrics import Metrics
+
+__all__ = ["FOLLOWER_PAGE", "STREAM", "FanOut", "OutboxRelay"]
+
+log = structlog.get_logger("plaza.feed")
+
+STREAM, GROUP = "posts", "feed-fanout"
+FOLLOWER_PAGE = 1000
+STREAM_MAXLEN = 100_000  # entries kept once delivered; an unread backlog this deep is an outage
+RELAY_BATCH = 100
+RELAY_POLL_S = 0.5  # how often the relay looks for rows another process committed
+BACKOFF_MAX_S = 5.0
+
+
+class OutboxRelay:
+    """Moves fan-out events from the SQL outbox to the stream: at once when this process wrote them
+    (the service kicks it), within RELAY_POLL_S otherwise."""
+
+    def __init__(self, db: Database, streams: Streams) -> None:
+        self.db, self.streams = db, streams
+        self.kick = asyncio.Event()
+
+    async def step(self) -> int:
+        async with self.db.read() as conn:
+            if not await store.outbox_pending(conn):
+                return 0
+        async with self.db.write() as conn:
+            rows = await store.outbox_take(conn, RELAY_BATCH)
+            for row in rows:
+                await self.streams.add(STREAM, bytes(row.payload), maxlen=STREAM_MAXLEN)
+            if rows:
+                await store.outbox_done(conn, [int(r.id) for r in rows])
+        return len(rows)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            self.kick.clear()
+            try:
+                if await self.step() == RELAY_BATCH:
+                    continue
+                failures = 0
+                delay = RELAY_POLL_S
+            except (PortUnavailable, SQLAlchemyError, OSError) as exc:
+                failures += 1
+                delay = min(BACKOFF_MAX_S, RELAY_POLL_S * 2**failures)
+                log.warning("feed outbox relay waiting out an outage", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    kicked = asyncio.ensure_future(self.kick.wait())
+                    stopped = asyncio.ensure_future(stop.wait())
+                    try:
+                        await asyncio.wait({kicked, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        kicked.cancel()
+                        stopped.cancel()
+
+
+class FanOut:
+    def __init__(self, feed: FeedService, db: Database, metrics: Metrics) -> None:
+        self.feed, self.db, self.metrics = feed, db, metrics
+
+    async def handle(self, entry: StreamEntry) -> None:
+        try:
+            event: dict[str, Any] = orjson.loads(entry.payload)
+            kind, author = event["kind"], int(event["author_id"])
+            post_ids = [int(i) for i in event["post_ids"]]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.error("dropping a malformed fan-out event", entry=entry.id, error=str(exc))
+            return
+        started = time.perf_counter()
+        if kind == "post":
+            for post_id in post_ids:
+                await self.post(author, post_id)
+        elif kind == "delete":
+            await self.delete(author, post_ids)
+        self.metrics.feed_fanout_seconds.labels(kind).observe(time.perf_counter() - started)
+
+    async def _celebrity(self, author: int) -> bool:
+        async with self.db.read() as conn:
+            followers, _ = await store.counts(conn, author)
+        return followers >= self.feed.celebrity_threshold
+
+    async def post(self, author: int, post_id: int) -> None:
+        views = await self.feed.post_views([post_id])
+        view = views.get(post_id)
+        if view is None:
+            return  # deleted before its fan-out ran
+        timelines = self.feed.timelines
+        celebrity = await self._celebrity(author)
+        own = author_key(author) if celebrity else home_key(author)
+        inserted = await timelines.push([own], post_id)
+        frame = {"type": "feed", "post": view}
+        async for page in self._followers(author):
+            if not celebrity:
+                inserted += await timelines.push([home_key(f) for f in page], post_id)
+            async with self.db.read() as conn:
+                hiding = await store.hiding(conn, author, page)
+            await self.feed.pusher.deliver([f for f in page if f not in hiding], frame)
+        self.metrics.feed_timeline_inserts.inc(inserted)
+
+    async def delete(self, author: int, post_ids: list[int]) -> None:
+        timelines = self.feed.timelines
+        await timelines.remove([home_key(author), author_key(author)], post_ids)
+        async for page in self._followers(author):
+            await timelines.remove([home_key(f) for f in page], post_ids)
+
+    async def _followers(self, author: int) -> AsyncIterator[list[int]]:
+        after = 0
+        while True:
+            async with self.db.read() as conn:
+                page = await store.follower_ids_after(conn, author, after, FOLLOWER_PAGE)
+            if not page:
+                return
+            yield page
+            if len(page) < FOLLOWER_PAGE:
+                return
+            after = page[-1]

@@ -1,0 +1,337 @@
+"""The news feed's SQL. Every function runs inside the caller's connection or transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, func, insert, literal, or_, select, union, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from plaza.feed.tables import blocks, feed_outbox, follow_counts, follows, likes, mutes, posts
+from plaza.platform.db import AnyRow
+
+
+def _insert(conn: AsyncConnection, table: Any) -> Any:
+    """INSERT with the dialect's ON CONFLICT clauses (both dialects spell them the same way)."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+# --- posts -----------------------------------------------------------------------------------------
+
+
+async def insert_post(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(insert(posts).values(**values))
+
+
+async def post(conn: AsyncConnection, post_id: int, *, lock: bool = False) -> AnyRow | None:
+    query = select(posts).where(posts.c.id == post_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await conn.execute(query)).one_or_none()
+
+
+async def posts_by_ids(conn: AsyncConnection, ids: Collection[int]) -> list[AnyRow]:
+    if not ids:
+        return []
+    return list((await conn.execute(select(posts).where(posts.c.id.in_(list(ids))))).all())
+
+
+async def repost_by(conn: AsyncConnection, author_id: int, original_id: int) -> AnyRow | None:
+    query = select(posts).where(posts.c.author_id == author_id, posts.c.repost_of == original_id)
+    return (await conn.execute(query)).one_or_none()
+
+
+async def reposts_of(conn: AsyncConnection, post_id: int) -> list[AnyRow]:
+    query = select(posts.c.id, posts.c.author_id).where(posts.c.repost_of == post_id)
+    return list((await conn.execute(query)).all())
+
+
+async def delete_posts(conn: AsyncConnection, ids: Collection[int]) -> None:
+    if ids:
+        await conn.execute(delete(posts).where(posts.c.id.in_(list(ids))))
+
+
+async def bump(conn: AsyncConnection, post_id: int, column: str, delta: int) -> None:
+    """Add `delta` to one of a post's counters, in SQL: concurrent bumps never lose one."""
+    counter = posts.c[column]
+    await conn.execute(
+        update(posts).where(posts.c.id == post_id).values({column: func.max(counter + delta, 0)})
+        if conn.dialect.name == "sqlite"
+        else update(posts)
+        .where(posts.c.id == post_id)
+        .values({column: func.greatest(counter + delta, 0)})
+    )
+
+
+def _recent(authors: Collection[int], before: int | None, count: int) -> Select[Any]:
+    query = select(posts.c.id).where(posts.c.author_id.in_(list(authors)))
+    if before is not None:
+        query = query.where(posts.c.id < before)
+    return query.order_by(posts.c.id.desc()).limit(count)
+
+
+async def recent_post_ids(
+    conn: AsyncConnection, authors: Collection[int], before: int | None, count: int
+) -> list[int]:
+    """The newest post ids by these authors below `before`, newest first: the feed's source of truth."""
+    if not authors or count <= 0:
+        return []
+    return [int(i) for i in (await conn.execute(_recent(authors, before, count))).scalars()]
+
+
+async def posts_of(
+    conn: AsyncConnection, author_id: int, before: int | None, count: int
+) -> list[AnyRow]:
+    query = select(posts).where(posts.c.author_id == author_id)
+    if before is not None:
+        query = query.where(posts.c.id < before)
+    return list((await conn.execute(query.order_by(posts.c.id.desc()).limit(count))).all())
+
+
+async def count_posts(conn: AsyncConnection, author_id: int, limit: int) -> int:
+    """How many posts the author has, counting no further than `limit`."""
+    inner = select(literal(1)).where(posts.c.author_id == author_id).limit(limit).subquery()
+    return int((await conn.execute(select(func.count()).select_from(inner))).scalar_one())
+
+
+# --- likes -----------------------------------------------------------------------------------------
+
+
+async def add_like(
+    conn: AsyncConnection, post_id: int, user_id: int, author_id: int, now: dt.datetime
+) -> bool:
+    stmt = (
+        _insert(conn, likes)
+        .values(post_id=post_id, user_id=user_id, author_id=author_id, created_at=now)
+        .on_conflict_do_nothing()
+    )
+    return bool((await conn.execute(stmt)).rowcount)
+
+
+async def remove_like(conn: AsyncConnection, post_id: int, user_id: int) -> bool:
+    stmt = delete(likes).where(likes.c.post_id == post_id, likes.c.user_id == user_id)
+    return bool((await conn.execute(stmt)).rowcount)
+
+
+async def liked(conn: AsyncConnection, user_id: int, post_ids: Collection[int]) -> set[int]:
+    if not post_ids:
+        return set()
+    query = select(likes.c.post_id).where(
+        likes.c.user_id == user_id, likes.c.post_id.in_(list(post_ids))
+    )
+    return {int(i) for i in (await conn.execute(query)).scalars()}
+
+
+async def affinity(
+    conn: AsyncConnection, reader_id: int, authors: Collection[int], since: dt.datetime
+) -> dict[int, int]:
+    """How often the reader liked or replied to each of these authors since `since`."""
+    if not authors:
+        return {}
+    wanted = list(authors)
+    liked_q = select(likes.c.author_id.label("author"), func.count().label("n")).where(
+        likes.c.user_id == reader_id, likes.c.author_id.in_(wanted), likes.c.created_at >= since
+    )
+    parent = posts.alias("parent")
+    replied_q = (
+        select(parent.c.author_id.label("author"), func.count().label("n"))
+        .select_from(posts.join(parent, posts.c.reply_to == parent.c.id))
+        .where(
+            posts.c.author_id == reader_id,
+            parent.c.author_id.in_(wanted),
+            posts.c.created_at >= since,
+        )
+    )
+    totals: dict[int, int] = {}
+    for query in (liked_q.group_by(likes.c.author_id), replied_q.group_by(parent.c.author_id)):
+        for author, n in (await conn.execute(query)).all():
+            totals[int(author)] = totals.get(int(author), 0) + int(n)
+    return totals
+
+
+# --- the follow graph, mutes and blocks --------------------------------------------------------------
+
+
+async def add_follow(
+    conn: AsyncConnection, follower_id: int, followee_id: int, now: dt.datetime
+) -> bool:
+    stmt = (
+        _insert(conn, follows)
+        .values(follower_id=follower_id, followee_id=followee_id, created_at=now)
+        .on_conflict_do_nothing()
+    )
+    if not (await conn.execute(stmt)).rowcount:
+        return False
+    await _count(conn, followee_id, "followers", 1)
+    await _count(conn, follower_id, "following", 1)
+    return True
+
+
+async def remove_follow(conn: AsyncConnection, follower_id: int, followee_id: int) -> bool:
+    stmt = delete(follows).where(
+        follows.c.follower_id == follower_id, follows.c.followee_id == followee_id
+    )
+    if not (await conn.execute(stmt)).rowcount:
+        return False
+    await _count(conn, followee_id, "followers", -1)
+    await _count(conn, follower_id, "following", -1)
+    return True
+
+
+async def _count(conn: AsyncConnection, user_id: int, column: str, delta: int) -> None:
+    stmt = _insert(conn, follow_counts).values(
+        {"user_id": user_id, "followers": 0, "following": 0, column: max(delta, 0)}
+    )
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[follow_counts.c.user_id],
+            set_={column: follow_counts.c[column] + delta},
+        )
+    )
+
+
+async def counts(conn: AsyncConnection, user_id: int) -> tuple[int, int]:
+    """(followers, following)."""
+    query = select(follow_counts.c.followers, follow_counts.c.following).where(
+        follow_counts.c.user_id == user_id
+    )
+    row = (await conn.execute(query)).one_or_none()
+    return (int(row.followers), int(row.following)) if row else (0, 0)
+
+
+async def followee_ids(conn: AsyncConnection, user_id: int) -> list[int]:
+    query = select(follows.c.followee_id).where(follows.c.follower_id == user_id)
+    return [int(i) for i in (await conn.execute(query)).scalars()]
+
+
+async def celebrities_followed(conn: AsyncConnection, user_id: int, threshold: int) -> list[int]:
+    query = (
+        select(follows.c.followee_id)
+        .join(follow_counts, follow_counts.c.user_id == follows.c.followee_id)
+        .where(follows.c.follower_id == user_id, follow_counts.c.followers >= threshold)
+    )
+    return [int(i) for i in (await conn.execute(query)).scalars()]
+
+
+async def follower_ids_after(
+    conn: AsyncConnection, followee_id: int, after: int, count: int
+) -> list[int]:
+    """A page of the user's followers, in id order after `after`: how fan-out walks them."""
+    query = (
+        select(follows.c.follower_id)
+        .where(follows.c.followee_id == followee_id, follows.c.follower_id > after)
+        .order_by(follows.c.follower_id)
+        .limit(count)
+    )
+    return [int(i) for i in (await conn.execute(query)).scalars()]
+
+
+async def follow_page(
+    conn: AsyncConnection,
+    user_id: int,
+    *,
+    followers: bool,
+    before: tuple[dt.datetime, int] | None,
+    count: int,
+) -> list[tuple[int, dt.datetime]]:
+    """Followers (or followees) of a user, most recent follow first: (user id, followed at)."""
+    mine, theirs = (
+        (follows.c.followee_id, follows.c.follower_id)
+        if followers
+        else (follows.c.follower_id, follows.c.followee_id)
+    )
+    query = select(theirs, follows.c.created_at).where(mine == user_id)
+    if before is not None:
+        at, other = before
+        query = query.where(
+            or_(follows.c.created_at < at, and_(follows.c.created_at == at, theirs < other))
+        )
+    query = query.order_by(follows.c.created_at.desc(), theirs.desc()).limit(count)
+    return [(int(i), at) for i, at in (await conn.execute(query)).all()]
+
+
+async def relationship(conn: AsyncConnection, user_id: int, other_id: int) -> dict[str, bool]:
+    """How `user_id` stands towards `other_id`, in one round trip."""
+
+    def exists(table: Any, a: Any, b: Any, x: int, y: int) -> Any:
+        return select(literal(1)).where(a == x, b == y).select_from(table).exists()
+
+    f, m, b = follows.c, mutes.c, blocks.c
+    query = select(
+        exists(follows, f.follower_id, f.followee_id, user_id, other_id).label("following"),
+        exists(follows, f.follower_id, f.followee_id, other_id, user_id).label("followed_by"),
+        exists(mutes, m.user_id, m.target_id, user_id, other_id).label("muting"),
+        exists(blocks, b.user_id, b.target_id, user_id, other_id).label("blocking"),
+        exists(blocks, b.user_id, b.target_id, other_id, user_id).label("blocked_by"),
+    )
+    row = (await conn.execute(query)).one()
+    return {k: bool(v) for k, v in row._mapping.items()}
+
+
+async def set_flag(
+    conn: AsyncConnection, table: Any, user_id: int, target_id: int, now: dt.datetime, on: bool
+) -> bool:
+    """Mute/block (on) or undo it; True if that changed anything."""
+    if on:
+        stmt = (
+            _insert(conn, table)
+            .values(user_id=user_id, target_id=target_id, created_at=now)
+            .on_conflict_do_nothing()
+        )
+    else:
+        stmt = delete(table).where(table.c.user_id == user_id, table.c.target_id == target_id)
+    return bool((await conn.execute(stmt)).rowcount)
+
+
+async def hidden_authors(conn: AsyncConnection, reader_id: int) -> set[int]:
+    """Authors the reader never sees: muted or blocked by the reader, or blocking the reader."""
+    query = union(
+        select(mutes.c.target_id).where(mutes.c.user_id == reader_id),
+        select(blocks.c.target_id).where(blocks.c.user_id == reader_id),
+        select(blocks.c.user_id).where(blocks.c.target_id == reader_id),
+    )
+    return {int(i) for i in (await conn.execute(query)).scalars()}
+
+
+async def hiding(conn: AsyncConnection, author_id: int, readers: Sequence[int]) -> set[int]:
+    """Which of these readers hide the author (mute or block either way): fan-out skips their frames."""
+    if not readers:
+        return set()
+    wanted = list(readers)
+    query = union(
+        select(mutes.c.user_id).where(mutes.c.target_id == author_id, mutes.c.user_id.in_(wanted)),
+        select(blocks.c.user_id).where(
+            blocks.c.target_id == author_id, blocks.c.user_id.in_(wanted)
+        ),
+        select(blocks.c.target_id).where(
+            blocks.c.user_id == author_id, blocks.c.target_id.in_(wanted)
+        ),
+    )
+    return {int(i) for i in (await conn.execute(query)).scalars()}
+
+
+# --- the outbox ------------------------------------------------------------------------------------
+
+
+async def enqueue(conn: AsyncConnection, payload: bytes, now: dt.datetime) -> None:
+    await conn.execute(insert(feed_outbox).values(payload=payload, created_at=now))
+
+
+async def outbox_pending(conn: AsyncConnection) -> bool:
+    query = select(feed_outbox.c.id).limit(1)
+    return (await conn.execute(query)).first() is not None
+
+
+async def outbox_take(conn: AsyncConnection, count: int) -> list[AnyRow]:
+    """The oldest events; on PostgreSQL locked, skipping those another relay holds."""
+    query = select(feed_outbox.c.id, feed_outbox.c.payload).order_by(feed_outbox.c.id).limit(count)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list((await conn.execute(query)).all())
+
+
+async def outbox_done(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    await conn.execute(delete(feed_outbox).where(feed_outbox.c.id.in_(list(ids))))

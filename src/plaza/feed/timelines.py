@@ -1,0 +1,267 @@
+"""Timelines: capped lists of post ids, newest first, as a port: in process memory, or Redis sorted sets.
+
+A timeline is a home feed (`home:<user id>`) or a celebrity's recent posts (`author:<user id>`). Each
+holds at most `max_len` ids; pushing more drops the oldest. Ids are Snowflake ids below 2**53, so a
+sorted-set score (a double) holds them exactly and the score alone orders them.
+
+A timeline exists only once it was built (from SQL, by the reader that found it missing). Pushes go only
+to timelines that exist: a follower whose timeline expired (inactive for `ttl_s`) or was never built
+costs the fan-out nothing, and gets a complete one rebuilt when they come back. A timeline also knows
+whether it is complete, that is whether it ever dropped ids or was built from a cut-off list: a reader
+who reaches the end of a complete timeline has seen everything, of an incomplete one must go on in SQL.
+
+In Redis each timeline is one sorted set whose lowest member is a marker, "~", scored 0 while the
+timeline is complete and -1 once it is not; pushes run as one Lua call per batch of timelines.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, cast
+
+import redis.asyncio as aioredis
+
+from plaza.platform.clock import Clock, SystemClock
+from plaza.platform.kv import outage_as_unavailable
+
+__all__ = ["MemoryTimelines", "RedisTimelines", "Timelines", "Window"]
+
+MARKER = b"~"
+
+
+@dataclass(frozen=True)
+class Window:
+    ids: list[int]  # newest first, all below the `before` asked for
+    complete: bool  # the timeline never dropped an id: nothing older exists beyond `ids`' end
+
+
+class Timelines(Protocol):
+    max_len: int
+
+    async def push(self, keys: Sequence[str], item: int) -> int:
+        """Add `item` to each of these timelines that exists; returns how many had it added."""
+
+    async def extend(self, key: str, items: Sequence[int]) -> bool:
+        """Add `items` to one timeline if it exists (a follow's backfill); False if it does not."""
+
+    async def remove(self, keys: Sequence[str], items: Sequence[int]) -> None:
+        """Take `items` out of these timelines (where present)."""
+
+    async def build(
+        self, key: str, items: Sequence[int], *, complete: bool, ttl_s: float | None
+    ) -> None:
+        """Replace the timeline with `items` (the newest `max_len` are kept)."""
+
+    async def window(
+        self, key: str, before: int | None, count: int, *, ttl_s: float | None = None
+    ) -> Window | None:
+        """Up to `count` ids below `before` (all, if None), newest first; None if it does not exist.
+
+        With `ttl_s`, reading also keeps the timeline alive that much longer.
+        """
+
+    async def drop(self, *keys: str) -> None: ...
+
+
+# --- Redis -----------------------------------------------------------------------------------------
+
+# KEYS: timelines; ARGV: the item, max_len. Pushes into those that exist, trims, marks trimmed ones.
+_PUSH = """
+local n = 0
+local max = tonumber(ARGV[2])
+for _, key in ipairs(KEYS) do
+  if redis.call('ZSCORE', key, '~') then
+    redis.call('ZADD', key, ARGV[1], ARGV[1])
+    local extra = redis.call('ZCARD', key) - 1 - max
+    if extra > 0 then
+      redis.call('ZREMRANGEBYRANK', key, 1, extra)
+      redis.call('ZADD', key, -1, '~')
+    end
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS: one timeline; ARGV: max_len, then the items.
+_EXTEND = """
+if not redis.call('ZSCORE', KEYS[1], '~') then return 0 end
+local max = tonumber(ARGV[1])
+for i = 2, #ARGV, 500 do
+  local args = {}
+  for j = i, math.min(i + 499, #ARGV) do
+    args[#args + 1] = ARGV[j]
+    args[#args + 1] = ARGV[j]
+  end
+  redis.call('ZADD', KEYS[1], unpack(args))
+end
+local extra = redis.call('ZCARD', KEYS[1]) - 1 - max
+if extra > 0 then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 1, extra)
+  redis.call('ZADD', KEYS[1], -1, '~')
+end
+return 1
+"""
+
+KEYS_PER_CALL = 1000  # one Lua call per this many timelines: long enough to amortise, short enough not to stall Redis
+
+
+class RedisTimelines:
+    def __init__(self, client: aioredis.Redis, prefix: str, *, max_len: int = 800) -> None:
+        self._client, self._prefix, self.max_len = client, prefix, max_len
+        self._push = client.register_script(_PUSH)
+        self._extend = client.register_script(_EXTEND)
+
+    def _key(self, key: str) -> str:
+        return f"{self._prefix}tl:{key}"
+
+    async def push(self, keys: Sequence[str], item: int) -> int:
+        added = 0
+        with outage_as_unavailable("redis timelines"):
+            for start in range(0, len(keys), KEYS_PER_CALL):
+                chunk = [self._key(k) for k in keys[start : start + KEYS_PER_CALL]]
+                added += int(await self._push(keys=chunk, args=[item, self.max_len]))
+        return added
+
+    async def extend(self, key: str, items: Sequence[int]) -> bool:
+        if not items:
+            return await self.window(key, None, 0) is not None
+        with outage_as_unavailable("redis timelines"):
+            return bool(await self._extend(keys=[self._key(key)], args=[self.max_len, *items]))
+
+    async def remove(self, keys: Sequence[str], items: Sequence[int]) -> None:
+        if not keys or not items:
+            return
+        with outage_as_unavailable("redis timelines"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.zrem(self._key(key), *items)
+                await pipe.execute()
+
+    async def build(
+        self, key: str, items: Sequence[int], *, complete: bool, ttl_s: float | None
+    ) -> None:
+        newest = sorted(set(items), reverse=True)
+        complete = complete and len(newest) <= self.max_len
+        name = self._key(key)
+        mapping: dict[str, float] = {str(i): i for i in newest[: self.max_len]}
+        mapping[MARKER.decode()] = 0 if complete else -1
+        with outage_as_unavailable("redis timelines"):
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(name)
+                pipe.zadd(name, mapping)
+                if ttl_s is not None:
+                    pipe.pexpire(name, math.ceil(ttl_s * 1000))
+                await pipe.execute()
+
+    async def window(
+        self, key: str, before: int | None, count: int, *, ttl_s: float | None = None
+    ) -> Window | None:
+        name = self._key(key)
+        top = f"({before}" if before is not None else "+inf"
+        with outage_as_unavailable("redis timelines"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.zscore(name, MARKER)
+                pipe.zrevrangebyscore(name, top, 1, start=0, num=count)
+                if ttl_s is not None:
+                    pipe.pexpire(name, math.ceil(ttl_s * 1000))
+                marker, ids, *_ = await pipe.execute()
+        if marker is None:
+            return None
+        return Window([int(i) for i in cast(list[bytes], ids)], float(marker) == 0)
+
+    async def drop(self, *keys: str) -> None:
+        if keys:
+            with outage_as_unavailable("redis timelines"):
+                await self._client.delete(*[self._key(k) for k in keys])
+
+
+# --- Memory ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Timeline:
+    ids: list[int] = field(default_factory=list)  # ascending, for bisect
+    complete: bool = True
+    expires_at: float | None = None
+
+
+class MemoryTimelines:
+    """The same semantics in a dict, for the embedded default (and lost with the process, like a cache)."""
+
+    def __init__(self, *, max_len: int = 800, clock: Clock | None = None) -> None:
+        self.max_len = max_len
+        self._clock = clock or SystemClock()
+        self._data: dict[str, _Timeline] = {}
+
+    def _get(self, key: str) -> _Timeline | None:
+        timeline = self._data.get(key)
+        expires_at = None if timeline is None else timeline.expires_at
+        if expires_at is not None and self._clock.monotonic() >= expires_at:
+            del self._data[key]
+            return None
+        return timeline
+
+    def _add(self, timeline: _Timeline, item: int) -> None:
+        at = bisect.bisect_left(timeline.ids, item)
+        if at < len(timeline.ids) and timeline.ids[at] == item:
+            return
+        timeline.ids.insert(at, item)
+        if len(timeline.ids) > self.max_len:
+            del timeline.ids[: len(timeline.ids) - self.max_len]
+            timeline.complete = False
+
+    async def push(self, keys: Sequence[str], item: int) -> int:
+        added = 0
+        for key in keys:
+            timeline = self._get(key)
+            if timeline is not None:
+                self._add(timeline, item)
+                added += 1
+        return added
+
+    async def extend(self, key: str, items: Sequence[int]) -> bool:
+        timeline = self._get(key)
+        if timeline is None:
+            return False
+        for item in items:
+            self._add(timeline, item)
+        return True
+
+    async def remove(self, keys: Sequence[str], items: Sequence[int]) -> None:
+        gone = set(items)
+        for key in keys:
+            timeline = self._get(key)
+            if timeline is not None:
+                timeline.ids = [i for i in timeline.ids if i not in gone]
+
+    async def build(
+        self, key: str, items: Sequence[int], *, complete: bool, ttl_s: float | None
+    ) -> None:
+        ids = sorted(set(items))
+        self._data[key] = _Timeline(
+            ids[-self.max_len :] if self.max_len else [],
+            complete and len(ids) <= self.max_len,
+            self._expiry(ttl_s),
+        )
+
+    async def window(
+        self, key: str, before: int | None, count: int, *, ttl_s: float | None = None
+    ) -> Window | None:
+        timeline = self._get(key)
+        if timeline is None:
+            return None
+        if ttl_s is not None:
+            timeline.expires_at = self._expiry(ttl_s)
+        end = len(timeline.ids) if before is None else bisect.bisect_left(timeline.ids, before)
+        return Window(timeline.ids[max(0, end - count) : end][::-1], timeline.complete)
+
+    async def drop(self, *keys: str) -> None:
+        for key in keys:
+            self._data.pop(key, None)
+
+    def _expiry(self, ttl_s: float | None) -> float | None:
+        return None if ttl_s is None else self._clock.monotonic() + ttl_s
