@@ -43,7 +43,9 @@ def whole_feed(client: Any, headers: dict[str, str], limit: int, **params: Any) 
     ids: list[str] = []
     cursor = None
     for _ in range(1000):
-        page = feed(client, headers, limit=limit, **({"cursor": cursor} if cursor else {}), **params)
+        page = feed(
+            client, headers, limit=limit, **({"cursor": cursor} if cursor else {}), **params
+        )
         ids += [p["id"] for p in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -125,7 +127,11 @@ def test_posts_their_shape_reactions_and_errors(client: Any) -> None:
 
 
 def test_follows_counts_lists_and_relationships(client: Any) -> None:
-    alice, bob, carol = register(client, "alice"), register(client, "bob"), register(client, "carol")
+    alice, bob, carol = (
+        register(client, "alice"),
+        register(client, "bob"),
+        register(client, "carol"),
+    )
     assert follow(client, alice, "bob") == {
         "following": True, "followed_by": False, "muting": False, "blocking": False,
         "blocked_by": False,
@@ -158,7 +164,11 @@ def test_follows_counts_lists_and_relationships(client: Any) -> None:
 
 
 def test_feed_holds_followed_and_own_posts_newest_first(client: Any) -> None:
-    alice, bob, carol = register(client, "alice"), register(client, "bob"), register(client, "carol")
+    alice, bob, carol = (
+        register(client, "alice"),
+        register(client, "bob"),
+        register(client, "carol"),
+    )
     follow(client, alice, "bob")
     post(client, bob, "bob 1")
     post(client, carol, "carol 1")  # not followed
@@ -184,7 +194,11 @@ def test_a_new_post_reaches_followers_feeds_within_two_seconds(client: Any) -> N
 
 
 def test_follow_backfills_and_unfollow_mute_block_delete_hide(client: Any) -> None:
-    alice, bob, carol = register(client, "alice"), register(client, "bob"), register(client, "carol")
+    alice, bob, carol = (
+        register(client, "alice"),
+        register(client, "bob"),
+        register(client, "carol"),
+    )
     for i in range(3):
         post(client, bob, f"bob {i}")
     carols = post(client, carol, "carol 0")
@@ -215,7 +229,11 @@ def test_follow_backfills_and_unfollow_mute_block_delete_hide(client: Any) -> No
 
 def test_paging_has_no_gaps_or_repeats_across_the_cache_and_sql(make_client: Any) -> None:
     client = make_client(feed_timeline_len=10)  # the cached window: 10 ids
-    alice, bob, carol = register(client, "alice"), register(client, "bob"), register(client, "carol")
+    alice, bob, carol = (
+        register(client, "alice"),
+        register(client, "bob"),
+        register(client, "carol"),
+    )
     follow(client, alice, "bob")
     follow(client, alice, "carol")
     feed(client, alice)  # built now: later posts arrive by fan-out, and push older ones out
@@ -259,7 +277,11 @@ def test_an_inactive_readers_timeline_is_rebuilt_when_they_return(make_client: A
 
 def test_ranked_mode_orders_by_relevance_and_falls_back(make_client: Any) -> None:
     client = make_client()
-    alice, bob, carol = register(client, "alice"), register(client, "bob"), register(client, "carol")
+    alice, bob, carol = (
+        register(client, "alice"),
+        register(client, "bob"),
+        register(client, "carol"),
+    )
     follow(client, alice, "bob")
     follow(client, alice, "carol")
     popular = post(client, bob, "popular", media_urls=["https://example.org/a.png"])
