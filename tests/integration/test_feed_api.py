@@ -179,6 +179,8 @@ def test_feed_holds_followed_and_own_posts_newest_first(client: Any) -> None:
     assert [p["content"] for p in page["items"]] == ["bob 2", "alice 1", "bob 1"]
     assert page["next_cursor"] is None
     assert contents(client, carol) == ["carol 1"]
+    post(client, carol, "carol 2")  # the author sees it at once, before any fan-out
+    assert contents(client, carol) == ["carol 2", "carol 1"]
     assert client.get("/api/v1/feed").status_code == 401
     assert client.get("/api/v1/feed", params={"cursor": "bad"}, headers=alice).status_code == 400
     assert client.get("/api/v1/feed", params={"limit": 101}, headers=alice).status_code == 400

@@ -1,20 +1,20 @@
-"""Post views, and the cache they are read through: one multi-get per page of a feed.
+"""Post views, read through a cache of their unchanging parts: one multi-get per page of a feed.
 
-A cached view is the whole post as clients see it, counters included; every change to a post (a like, a
-reply, a repost, its deletion) deletes its entry after the commit, so the next read takes it from SQL.
-A deleted post leaves a tombstone for as long as any view of it could be cached: a reader that filled
-the cache from a read made just before the delete cannot bring the post back.
+A post's content, author, media and links never change, so their rendering is cached (`post:<id>`)
+without any invalidation. What does change, the counters and whether the post still exists, is read
+from SQL for the whole page in one primary-key query: counts are exact the moment a like commits, and a
+deleted post is gone from every read at once. (Invalidating cached counters instead would race: a read
+that filled the cache just before a like's commit would keep the old count there.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
-import structlog
 
 from plaza.accounts.service import AccountsService
 from plaza.feed import store
@@ -23,11 +23,9 @@ from plaza.platform.kv import KV, PortUnavailable
 
 __all__ = ["PostCache", "PostView", "author_of", "view_of"]
 
-log = structlog.get_logger("plaza.feed")
-
 PostView = dict[str, Any]
-CACHE_TTL_S = 600.0
-TOMBSTONE = b"-"
+CACHE_TTL_S = 3600.0  # bounds how long a changed display name shows in old posts
+COUNTERS = ("like_count", "repost_count", "reply_count")
 
 
 def _iso(value: dt.datetime) -> str:
@@ -65,27 +63,29 @@ class PostCache:
         """The views of the posts that exist, by id; deleted and unknown ids are simply absent."""
         if not ids:
             return {}
+        async with self.db.read() as conn:
+            live = {int(r.id): r for r in await store.counters(conn, ids)}
+        if not live:
+            return {}
+        wanted = [i for i in ids if i in live]
+        try:
+            cached = await self.kv.get_many([_key(i) for i in wanted])
+        except PortUnavailable:
+            cached = [None] * len(wanted)
         found: dict[int, PostView] = {}
         missing: list[int] = []
-        try:
-            cached = await self.kv.get_many([_key(i) for i in ids])
-        except PortUnavailable:
-            cached = [None] * len(ids)
-        for post_id, raw in zip(ids, cached, strict=True):
+        for post_id, raw in zip(wanted, cached, strict=True):
             if raw is None:
                 missing.append(post_id)
-            elif raw != TOMBSTONE:
-                found[post_id] = orjson.loads(raw)
+            else:
+                found[post_id] = orjson.loads(raw) | _counts(live[post_id])
         if missing:
-            fresh = await self._load(missing)
+            async with self.db.read() as conn:
+                rows = await store.posts_by_ids(conn, missing)
+            fresh = await self.render(rows)
             found.update(fresh)
             await self._fill(fresh)
         return found
-
-    async def _load(self, ids: Collection[int]) -> dict[int, PostView]:
-        async with self.db.read() as conn:
-            rows = await store.posts_by_ids(conn, ids)
-        return await self.render(rows)
 
     async def render(self, rows: Sequence[AnyRow]) -> dict[int, PostView]:
         users = await self.accounts.by_ids(sorted({int(r.author_id) for r in rows}))
@@ -98,24 +98,13 @@ class PostCache:
     async def _fill(self, views: dict[int, PostView]) -> None:
         if not views:
             return
-        with contextlib.suppress(PortUnavailable):  # the next read goes to SQL again
-            await self.kv.set_many(
-                {_key(i): orjson.dumps(v) for i, v in views.items()}, ttl_s=CACHE_TTL_S
-            )
+        bodies = {
+            _key(i): orjson.dumps({k: v for k, v in view.items() if k not in COUNTERS})
+            for i, view in views.items()
+        }
+        with contextlib.suppress(PortUnavailable):  # the next read renders them again
+            await self.kv.set_many(bodies, ttl_s=CACHE_TTL_S)
 
-    async def forget(self, *ids: int) -> None:
-        """After a commit that changed these posts: the next read takes them from SQL."""
-        await self._drop([_key(i) for i in ids], None)
 
-    async def bury(self, *ids: int) -> None:
-        """After a commit that deleted these posts."""
-        await self._drop([], {_key(i): TOMBSTONE for i in ids})
-
-    async def _drop(self, keys: list[str], tombstones: dict[str, bytes] | None) -> None:
-        try:
-            if keys:
-                await self.kv.delete(*keys)
-            if tombstones:
-                await self.kv.set_many(tombstones, ttl_s=CACHE_TTL_S * 2)
-        except PortUnavailable:
-            log.warning("post cache unreachable; views may be stale until they expire")
+def _counts(row: AnyRow) -> dict[str, int]:
+    return {name: int(getattr(row, name)) for name in COUNTERS}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ CONTENT_MAX = 5000
 MEDIA_MAX, MEDIA_URL_MAX = 4, 2048
 BACKFILL = 200  # a new follow brings this many of the followee's recent posts into the timeline
 RANK_CANDIDATES = 200
+REBUILD_RECHECK = 50  # newest posts read again after a rebuild, for fan-outs that raced it
 GATHER_ROUNDS = 5  # a page short of visible posts (all filtered) reads on this many times at most
 
 
@@ -189,8 +191,7 @@ class FeedService:
             )
             await self._enqueue(conn, "post", user.id, [post_id], now)
         self._announce()
-        if parent_id is not None:
-            await self.cache.forget(parent_id)
+        await self._show_to_author(user.id, post_id)
         return (await self.post_views([post_id]))[post_id]
 
     async def repost(self, user: User, post_id: str) -> tuple[PostView, bool]:
@@ -229,7 +230,7 @@ class FeedService:
                 await self._enqueue(conn, "post", user.id, [repost_id], now)
         if created:
             self._announce()
-            await self.cache.forget(int(original.id))
+            await self._show_to_author(user.id, repost_id)
         return (await self.post_views([repost_id]))[repost_id], created
 
     async def post(self, post_id: str) -> PostView:
@@ -258,10 +259,6 @@ class FeedService:
             for r in reposts:  # a post's reposts go with it, from their authors' followers' feeds
                 await self._enqueue(conn, "delete", int(r.author_id), [int(r.id)], now)
         self._announce()
-        await self.cache.bury(target, *(int(r.id) for r in reposts))
-        changed = [int(x) for x in (row.reply_to, row.repost_of) if x is not None]
-        if changed:
-            await self.cache.forget(*changed)
 
     async def like(self, user: User, post_id: str, *, on: bool) -> PostView:
         target = _parse_id(post_id)
@@ -277,9 +274,12 @@ class FeedService:
                 changed = await store.remove_like(conn, target, user.id)
             if changed:
                 await store.bump(conn, target, "like_count", 1 if on else -1)
-        if changed:
-            await self.cache.forget(target)
         return (await self.post_views([target]))[target]
+
+    async def _show_to_author(self, author_id: int, post_id: int) -> None:
+        """The author's own feed shows the post at once; fan-out, moments later, changes nothing."""
+        with contextlib.suppress(PortUnavailable):  # fan-out will, once Redis is back
+            await self.timelines.push([home_key(author_id), author_key(author_id)], post_id)
 
     async def _enqueue(
         self, conn: Any, kind: str, author_id: int, post_ids: list[int], now: dt.datetime
@@ -543,6 +543,9 @@ class FeedService:
         size = self.timelines.max_len
         ids = await self._from_sql(authors, None, size)
         await self.timelines.build(key, ids, complete=len(ids) < size, ttl_s=self.timeline_ttl_s)
+        # A fan-out that pushed between our read and our build was overwritten: read the newest
+        # again. Anything committed after this read is pushed after it, into the built timeline.
+        await self.timelines.extend(key, await self._from_sql(authors, None, REBUILD_RECHECK))
 
     async def _from_sql(self, authors: set[int], before: int | None, count: int) -> list[int]:
         async with self.db.read() as conn:

@@ -39,6 +39,16 @@ async def posts_by_ids(conn: AsyncConnection, ids: Collection[int]) -> list[AnyR
     return list((await conn.execute(select(posts).where(posts.c.id.in_(list(ids))))).all())
 
 
+async def counters(conn: AsyncConnection, ids: Collection[int]) -> list[AnyRow]:
+    """Id and counters of those of these posts that exist."""
+    if not ids:
+        return []
+    query = select(posts.c.id, posts.c.like_count, posts.c.repost_count, posts.c.reply_count).where(
+        posts.c.id.in_(list(ids))
+    )
+    return list((await conn.execute(query)).all())
+
+
 async def repost_by(conn: AsyncConnection, author_id: int, original_id: int) -> AnyRow | None:
     query = select(posts).where(posts.c.author_id == author_id, posts.c.repost_of == original_id)
     return (await conn.execute(query)).one_or_none()
