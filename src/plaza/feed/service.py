@@ -422,9 +422,10 @@ class FeedService:
     async def feed(self, reader: User, limit: int, cursor: str | None, mode: Mode) -> FeedPage:
         position = _Cursor.decode(cursor)
         async with self.db.read() as conn:
-            followees = await store.followee_ids(conn, reader.id)
-            hidden = await store.hidden_authors(conn, reader.id)
-        audience = _Audience(reader.id, set(followees) | {reader.id}, hidden)
+            followees, hidden, celebrities = await store.audience(
+                conn, reader.id, self.celebrity_threshold
+            )
+        audience = _Audience(reader.id, followees | {reader.id}, hidden, celebrities)
         if mode == "ranked" and position.before is None:
             ranked = await self._ranked(reader, audience, position, limit)
             if ranked is not None:
@@ -518,14 +519,12 @@ class FeedService:
         return merged + rest, len(rest) < count - len(merged)
 
     async def _windows(self, audience: _Audience, before: int | None, count: int) -> list[Window]:
-        reader = audience.reader
-        async with self.db.read() as conn:
-            celebrities = await store.celebrities_followed(conn, reader, self.celebrity_threshold)
+        reader, celebrities = audience.reader, audience.celebrities
         home = await self.timelines.window(
             home_key(reader), before, count, ttl_s=self.timeline_ttl_s
         )
         if home is None:  # never built, expired while the reader was away, or Redis lost it
-            authors = audience.authors - set(celebrities)
+            authors = audience.authors - celebrities
             await self._build(home_key(reader), authors)
             home = await self.timelines.window(home_key(reader), before, count)
         windows = [home]
@@ -557,6 +556,7 @@ class _Audience:
     reader: int
     authors: set[int]  # whom the reader follows, and the reader
     hidden: set[int]  # muted or blocked, either way
+    celebrities: set[int]  # followed authors whose posts are merged at read time
 
     def sees(self, view: PostView) -> bool:
         author = author_of(view)

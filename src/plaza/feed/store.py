@@ -6,7 +6,19 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, insert, literal, or_, select, union, update
+from sqlalchemy import (
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -212,18 +224,25 @@ async def counts(conn: AsyncConnection, user_id: int) -> tuple[int, int]:
     return (int(row.followers), int(row.following)) if row else (0, 0)
 
 
-async def followee_ids(conn: AsyncConnection, user_id: int) -> list[int]:
-    query = select(follows.c.followee_id).where(follows.c.follower_id == user_id)
-    return [int(i) for i in (await conn.execute(query)).scalars()]
-
-
-async def celebrities_followed(conn: AsyncConnection, user_id: int, threshold: int) -> list[int]:
-    query = (
-        select(follows.c.followee_id)
-        .join(follow_counts, follow_counts.c.user_id == follows.c.followee_id)
-        .where(follows.c.follower_id == user_id, follow_counts.c.followers >= threshold)
+async def audience(
+    conn: AsyncConnection, reader_id: int, threshold: int
+) -> tuple[set[int], set[int], set[int]]:
+    """Whom the reader follows, whom they never see (muted or blocked, either way), and which of the
+    followed are celebrities: one round trip, on every feed read."""
+    f, m, b, c = follows.c, mutes.c, blocks.c, follow_counts.c
+    query = union_all(
+        select(literal("f"), f.followee_id).where(f.follower_id == reader_id),
+        select(literal("h"), m.target_id).where(m.user_id == reader_id),
+        select(literal("h"), b.target_id).where(b.user_id == reader_id),
+        select(literal("h"), b.user_id).where(b.target_id == reader_id),
+        select(literal("c"), f.followee_id)
+        .join(follow_counts, c.user_id == f.followee_id)
+        .where(f.follower_id == reader_id, c.followers >= threshold),
     )
-    return [int(i) for i in (await conn.execute(query)).scalars()]
+    found: dict[str, set[int]] = {"f": set(), "h": set(), "c": set()}
+    for kind, user_id in (await conn.execute(query)).all():
+        found[kind].add(int(user_id))
+    return found["f"], found["h"], found["c"]
 
 
 async def follower_ids_after(
@@ -294,16 +313,6 @@ async def set_flag(
     else:
         stmt = delete(table).where(table.c.user_id == user_id, table.c.target_id == target_id)
     return bool((await conn.execute(stmt)).rowcount)
-
-
-async def hidden_authors(conn: AsyncConnection, reader_id: int) -> set[int]:
-    """Authors the reader never sees: muted or blocked by the reader, or blocking the reader."""
-    query = union(
-        select(mutes.c.target_id).where(mutes.c.user_id == reader_id),
-        select(blocks.c.target_id).where(blocks.c.user_id == reader_id),
-        select(blocks.c.user_id).where(blocks.c.target_id == reader_id),
-    )
-    return {int(i) for i in (await conn.execute(query)).scalars()}
 
 
 async def hiding(conn: AsyncConnection, author_id: int, readers: Sequence[int]) -> set[int]:
