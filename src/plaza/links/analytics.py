@@ -38,6 +38,7 @@ log = structlog.get_logger("plaza.clicks")
 
 DIRECT = "direct"  # the referrer of a click without a usable Referer header
 REFERRER_MAX = 255  # link_referrers.referrer is VARCHAR(255)
+EXECUTE_CHUNK = 250  # parameter sets bound per statement; the event loop runs between chunks
 READ_COUNT = 50  # entries per read; each holds up to a buffer batch (5,000 clicks)
 
 _Key = tuple[int, Any]
@@ -81,7 +82,10 @@ class ClickAggregator:
 
     async def apply(self, batch_id: str, clicks: Sequence[Sequence[Any]]) -> bool:
         """Count a batch once; False (and nothing changed) when this batch id was counted before."""
-        tally = self._tally(clicks)
+        tally = _Tally()
+        for start in range(0, len(clicks), EXECUTE_CHUNK * 4):
+            self._tally(clicks[start : start + EXECUTE_CHUNK * 4], tally)
+            await asyncio.sleep(0)
         async with self.db.write() as conn:
             if not await _claim_batch(conn, batch_id):
                 return False
@@ -97,9 +101,10 @@ class ClickAggregator:
         self._recorded.labels(kind="bot").inc(bots)
         return True
 
-    def _tally(self, clicks: Sequence[Sequence[Any]]) -> _Tally:
-        """Rows are clicks, optionally with a sixth element: how many identical clicks it stands for."""
-        tally, countries = _Tally(), dict[str | None, str | None]()
+    def _tally(self, clicks: Sequence[Sequence[Any]], tally: _Tally) -> None:
+        """Add clicks to the tally. A click may carry a sixth element: how many identical clicks it
+        stands for."""
+        countries = dict[str | None, str | None]()
         for link_id, ts, referrer, user_agent, ip, *count in clicks:
             n = count[0] if count else 1
             device = classify(user_agent)
@@ -116,7 +121,6 @@ class ClickAggregator:
                 countries[ip] = self.geo.country(ip) if ip else None
             if (country := countries[ip]) is not None:
                 tally.countries[link_id, country] += n
-        return tally
 
 
 async def _claim_batch(conn: AsyncConnection, batch_id: str) -> bool:
@@ -180,7 +184,7 @@ async def _add_to_links(conn: AsyncConnection, tally: _Tally) -> None:
         }
         for link_id, ts in sorted(tally.newest.items())
     ]
-    await conn.execute(stmt, rows)
+    await _execute_in_chunks(conn, stmt, rows)
 
 
 async def _increment(
@@ -199,7 +203,18 @@ async def _increment(
         set_={"clicks": table.c.clicks + stmt.excluded.clicks},
     )
     rows = [{"link_id": k[0], column: k[1], "clicks": n} for k, n in sorted(counts.items())]
-    await conn.execute(stmt, rows)
+    await _execute_in_chunks(conn, stmt, rows)
+
+
+async def _execute_in_chunks(conn: AsyncConnection, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """Run `stmt` for `rows` a chunk at a time, in order, in the caller's transaction.
+
+    Binding thousands of parameter sets is CPU work on the event loop; in chunks, the redirects this
+    process serves wait for one chunk at most, not for the whole batch.
+    """
+    for start in range(0, len(rows), EXECUTE_CHUNK):
+        await conn.execute(stmt, rows[start : start + EXECUTE_CHUNK])
+        await asyncio.sleep(0)
 
 
 def _dialect_insert(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
