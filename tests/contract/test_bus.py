@@ -147,6 +147,30 @@ async def test_maxlen_trims_the_oldest_entries(streams: Rig[Streams]) -> None:
     assert await streams.port.lag("s", "g") == len(kept)
 
 
+async def test_trim_acked_deletes_only_what_every_group_acked(streams: Rig[Streams]) -> None:
+    s = streams.port
+    assert await s.trim_acked("nothing") == 0
+    ids = [await s.add("st", f"e{i}".encode()) for i in range(6)]
+    assert await s.trim_acked("st") == 0  # no group: nobody has said what they are done with
+    await s.ensure_group("st", "a")
+    await s.ensure_group("st", "b")
+    read_a = await s.read("st", "a", "ca", 4, 0)
+    await s.ack("st", "a", [read_a[0].id, read_a[1].id, read_a[3].id])  # e2 stays pending
+    read_b = await s.read("st", "b", "cb", 2, 0)
+    await s.ack("st", "b", [e.id for e in read_b])
+    assert await s.trim_acked("st") == 2  # e0, e1: acked by both groups
+    assert await s.lag("st", "a") == 3  # e2 pending, e4 and e5 undelivered: all still there
+    assert await s.lag("st", "b") == 4
+    await s.ack("st", "a", [read_a[2].id])
+    assert await s.trim_acked("st") == 0  # b has not read e2 yet
+    rest_b = await s.read("st", "b", "cb", 10, 0)
+    assert [e.payload for e in rest_b] == [b"e2", b"e3", b"e4", b"e5"]
+    await s.ack("st", "b", [e.id for e in rest_b])
+    assert await s.trim_acked("st") == 2  # e2, e3; a has not read e4, e5
+    rest_a = await s.read("st", "a", "ca", 10, 0)
+    assert [e.id for e in rest_a] == ids[4:]
+
+
 async def test_a_missing_group_is_an_error_not_an_empty_read(streams: Rig[Streams]) -> None:
     with pytest.raises(NoGroup):
         await streams.port.read("nowhere", "g", "c", count=1, block_ms=0)

@@ -39,7 +39,6 @@ log = structlog.get_logger("plaza.feed")
 
 STREAM, GROUP = "posts", "feed-fanout"
 FOLLOWER_PAGE = 1000
-STREAM_MAXLEN = 100_000  # entries kept once delivered; an unread backlog this deep is an outage
 RELAY_BATCH = 100
 RELAY_POLL_S = 0.5  # how often the relay looks for rows another process committed
 BACKOFF_MAX_S = 5.0
@@ -60,7 +59,7 @@ class OutboxRelay:
         async with self.db.write() as conn:
             rows = await store.outbox_take(conn, RELAY_BATCH)
             for row in rows:
-                await self.streams.add(STREAM, bytes(row.payload), maxlen=STREAM_MAXLEN)
+                await self.streams.add(STREAM, bytes(row.payload))
             if rows:
                 await store.outbox_done(conn, [int(r.id) for r in rows])
         return len(rows)

@@ -86,6 +86,12 @@ class Streams(Protocol):
     async def lag(self, stream: str, group: str) -> int:
         """Entries the group has not acked yet: undelivered plus pending."""
 
+    async def trim_acked(self, stream: str) -> int:
+        """Delete the entries every group of the stream has read and acked; returns how many.
+
+        A stream without groups is left alone. Acked entries are otherwise kept for ever.
+        """
+
     async def aclose(self) -> None: ...
 
 
@@ -186,6 +192,26 @@ class RedisStreams(_RedisPort):
                 undelivered = len(await self._client.xrange(key, min=f"({last}", max="+") or [])
         return int(undelivered) + int(info["pending"])
 
+    async def trim_acked(self, stream: str) -> int:
+        key = self._key(stream)
+        with outage_as_unavailable("redis streams"):
+            try:
+                groups = await self._client.xinfo_groups(key)
+            except redis_errors.ResponseError:  # no such stream
+                return 0
+            if not groups:
+                return 0
+            floors = []
+            for info in groups:
+                if int(info["pending"]):
+                    summary = await self._client.xpending(key, _text(info["name"]))
+                    floors.append(_id_tuple(_text(summary["min"])))  # kept: still pending
+                else:
+                    ms, seq = _id_tuple(_text(info["last-delivered-id"]))
+                    floors.append((ms, seq + 1))  # everything delivered is acked
+            ms, seq = min(floors)
+            return int(await self._client.xtrim(key, minid=f"{ms}-{seq}", approximate=False))
+
 
 @dataclass
 class _Group:
@@ -280,6 +306,29 @@ class MemoryStreams:
         s, g = self._group(stream, group)
         return s.end_seq - max(g.next_seq, s.first_seq) + len(g.pending)
 
+    async def trim_acked(self, stream: str) -> int:
+        s = self._streams.get(stream)
+        if s is None or not s.groups:
+            return 0
+        floor = min(
+            min((self._seq_of(s, next(iter(g.pending))), g.next_seq)) if g.pending else g.next_seq
+            for g in s.groups.values()
+        )
+        trimmed = 0
+        while s.first_seq < floor and s.ids:
+            del s.payloads[s.ids.popleft()]
+            s.first_seq += 1
+            trimmed += 1
+        return trimmed
+
+    @staticmethod
+    def _seq_of(s: _Stream, entry_id: str) -> int:
+        wanted = _id_tuple(entry_id)
+        for index, present in enumerate(s.ids):
+            if _id_tuple(present) >= wanted:
+                return s.first_seq + index
+        return s.end_seq
+
     async def aclose(self) -> None:
         self._streams.clear()
 
@@ -306,6 +355,11 @@ class MemoryStreams:
 def _check_count(count: int) -> None:
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
+
+
+def _id_tuple(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _text(value: bytes | str) -> str:

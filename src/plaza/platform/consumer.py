@@ -1,6 +1,7 @@
 """The one loop every durable-stream consumer runs: read, handle, ack; outages waited out, never fatal.
 
-Delivery is at least once. An entry is acked only after its handler returned: if the process dies in
+Entries every group has acked are deleted from the stream every TRIM_EVERY_S: a stream holds what is
+still to be done, never the history. Delivery is at least once. An entry is acked only after its handler returned: if the process dies in
 between, another consumer claims it once it has been pending for `stale_ms`, so handlers must be
 idempotent. A handler that raises leaves its entry pending: it comes back the same way, slowly, without
 blocking the entries behind it.
@@ -29,6 +30,7 @@ Handler = Callable[[StreamEntry], Awaitable[None]]
 
 READ_BLOCK_MS = 500  # also bounds how long a stop request waits for the consumer
 LAG_EVERY_S = 1.0  # each lag query is a round trip; once a second is plenty for a gauge
+TRIM_EVERY_S = 10.0  # how often entries that every group acked are deleted from the stream
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.1, 5.0  # outages: retry soon, then settle at one try per 5 s
 OUTAGES = (PortUnavailable, SQLAlchemyError, OSError)
 
@@ -90,7 +92,7 @@ class _Consumer:
         )
         self.lag_gauge = metrics.stream_lag.labels(stream, group)
         self.backlog: deque[StreamEntry] = deque()  # read or claimed, not acked: retried first
-        self.group_ready, self.lag_due = False, 0.0
+        self.group_ready, self.lag_due, self.trim_due = False, 0.0, 0.0
 
     def current(self) -> str | None:
         return self.backlog[0].id if self.backlog else None
@@ -114,6 +116,9 @@ class _Consumer:
         if time.monotonic() >= self.lag_due:
             self.lag_gauge.set(await self.streams.lag(self.stream, self.group))
             self.lag_due = time.monotonic() + LAG_EVERY_S
+        if time.monotonic() >= self.trim_due:
+            await self.streams.trim_acked(self.stream)
+            self.trim_due = time.monotonic() + TRIM_EVERY_S
 
     async def _fetch(self) -> list[StreamEntry]:
         # Entries a crashed consumer took and never acked come first: they are the oldest.
