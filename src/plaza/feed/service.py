@@ -15,6 +15,7 @@ import binascii
 import contextlib
 import datetime as dt
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -47,6 +48,7 @@ MEDIA_MAX, MEDIA_URL_MAX = 4, 2048
 BACKFILL = 200  # a new follow brings this many of the followee's recent posts into the timeline
 RANK_CANDIDATES = 200
 REBUILD_RECHECK = 50  # newest posts read again after a rebuild, for fan-outs that raced it
+AUDIENCE_TTL_S, AUDIENCE_CACHE_SIZE = 1.0, 10_000  # per process: each feed read needs it
 GATHER_ROUNDS = 5  # a page short of visible posts (all filtered) reads on this many times at most
 
 
@@ -146,6 +148,7 @@ class FeedService:
         self.timeline_ttl_s = settings.feed_active_days * 86400.0
         self.rank_budget_s = settings.feed_rank_budget_ms / 1000
         self.outbox_kick: asyncio.Event | None = None  # set by the relay of this process
+        self._audiences: OrderedDict[int, tuple[float, _Audience]] = OrderedDict()
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
@@ -337,6 +340,7 @@ class FeedService:
             else:
                 changed = await store.remove_follow(conn, user.id, other.id)
             standing = await store.relationship(conn, user.id, other.id)
+        self._relationships_changed(user.id, other.id)
         if changed:
             await self._reshape_timeline(user.id, other.id, added=on)
         return standing
@@ -375,7 +379,9 @@ class FeedService:
         other = await self._other(user, username)
         async with self.db.write() as conn:
             await store.set_flag(conn, mutes, user.id, other.id, self.now(), on)
-            return await store.relationship(conn, user.id, other.id)
+            standing = await store.relationship(conn, user.id, other.id)
+        self._relationships_changed(user.id)
+        return standing
 
     async def block(self, user: User, username: str, *, on: bool) -> dict[str, bool]:
         """Blocking also ends follows both ways; unblocking does not bring them back."""
@@ -386,6 +392,7 @@ class FeedService:
                 await store.remove_follow(conn, user.id, other.id)
                 await store.remove_follow(conn, other.id, user.id)
             standing = await store.relationship(conn, user.id, other.id)
+        self._relationships_changed(user.id, other.id)
         if on:
             await self._reshape_timeline(user.id, other.id, added=False)
             await self._reshape_timeline(other.id, user.id, added=False)
@@ -421,11 +428,7 @@ class FeedService:
 
     async def feed(self, reader: User, limit: int, cursor: str | None, mode: Mode) -> FeedPage:
         position = _Cursor.decode(cursor)
-        async with self.db.read() as conn:
-            followees, hidden, celebrities = await store.audience(
-                conn, reader.id, self.celebrity_threshold
-            )
-        audience = _Audience(reader.id, followees | {reader.id}, hidden, celebrities)
+        audience = await self._audience(reader.id)
         if mode == "ranked" and position.before is None:
             ranked = await self._ranked(reader, audience, position, limit)
             if ranked is not None:
@@ -434,6 +437,28 @@ class FeedService:
         items, more = await self._gather(audience, position.before, limit)
         after = _Cursor(before=int(items[-1]["id"])).encode() if more and items else None
         return FeedPage(items, after, "chronological")
+
+    async def _audience(self, reader_id: int) -> _Audience:
+        """Whom the reader follows and hides: asked of SQL at most once per AUDIENCE_TTL_S per
+        process (changes made through this process apply at once; through others, within that)."""
+        now = self.clock.monotonic()
+        cached = self._audiences.get(reader_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self.db.read() as conn:
+            followees, hidden, celebrities = await store.audience(
+                conn, reader_id, self.celebrity_threshold
+            )
+        audience = _Audience(reader_id, followees | {reader_id}, hidden, celebrities)
+        self._audiences[reader_id] = (now + AUDIENCE_TTL_S, audience)
+        self._audiences.move_to_end(reader_id)
+        if len(self._audiences) > AUDIENCE_CACHE_SIZE:
+            self._audiences.popitem(last=False)
+        return audience
+
+    def _relationships_changed(self, *user_ids: int) -> None:
+        for user_id in user_ids:
+            self._audiences.pop(user_id, None)
 
     async def _ranked(
         self, reader: User, audience: _Audience, position: _Cursor, limit: int

@@ -7,8 +7,8 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import (
-    Select,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -51,14 +51,17 @@ async def posts_by_ids(conn: AsyncConnection, ids: Collection[int]) -> list[AnyR
     return list((await conn.execute(select(posts).where(posts.c.id.in_(list(ids))))).all())
 
 
+# Built once: every feed read runs it, and building a statement costs more than running a cached one.
+_COUNTERS = select(posts.c.id, posts.c.like_count, posts.c.repost_count, posts.c.reply_count).where(
+    posts.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
 async def counters(conn: AsyncConnection, ids: Collection[int]) -> list[AnyRow]:
     """Id and counters of those of these posts that exist."""
     if not ids:
         return []
-    query = select(posts.c.id, posts.c.like_count, posts.c.repost_count, posts.c.reply_count).where(
-        posts.c.id.in_(list(ids))
-    )
-    return list((await conn.execute(query)).all())
+    return list((await conn.execute(_COUNTERS, {"ids": list(ids)})).all())
 
 
 async def repost_by(conn: AsyncConnection, author_id: int, original_id: int) -> AnyRow | None:
@@ -88,11 +91,13 @@ async def bump(conn: AsyncConnection, post_id: int, column: str, delta: int) -> 
     )
 
 
-def _recent(authors: Collection[int], before: int | None, count: int) -> Select[Any]:
-    query = select(posts.c.id).where(posts.c.author_id.in_(list(authors)))
-    if before is not None:
-        query = query.where(posts.c.id < before)
-    return query.order_by(posts.c.id.desc()).limit(count)
+_RECENT = (
+    select(posts.c.id)
+    .where(posts.c.author_id.in_(bindparam("authors", expanding=True)))
+    .where(posts.c.id < bindparam("before"))
+    .order_by(posts.c.id.desc())
+    .limit(bindparam("count"))
+)
 
 
 async def recent_post_ids(
@@ -101,7 +106,9 @@ async def recent_post_ids(
     """The newest post ids by these authors below `before`, newest first: the feed's source of truth."""
     if not authors or count <= 0:
         return []
-    return [int(i) for i in (await conn.execute(_recent(authors, before, count))).scalars()]
+    params = {"authors": list(authors), "before": 2**63 - 1 if before is None else before}
+    rows = await conn.execute(_RECENT, params | {"count": count})
+    return [int(i) for i in rows.scalars()]
 
 
 async def posts_of(
