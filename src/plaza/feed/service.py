@@ -421,10 +421,13 @@ class FeedService:
 
     async def feed(self, reader: User, limit: int, cursor: str | None, mode: Mode) -> FeedPage:
         position = _Cursor.decode(cursor)
-        async with self.db.read() as conn:
+        async with self.db.read() as conn:  # one connection and transaction for all three
             followees = await store.followee_ids(conn, reader.id)
             hidden = await store.hidden_authors(conn, reader.id)
-        audience = _Audience(reader.id, set(followees) | {reader.id}, hidden)
+            celebrities = await store.celebrities_followed(
+                conn, reader.id, self.celebrity_threshold
+            )
+        audience = _Audience(reader.id, set(followees) | {reader.id}, hidden, celebrities)
         if mode == "ranked" and position.before is None:
             ranked = await self._ranked(reader, audience, position, limit)
             if ranked is not None:
@@ -518,9 +521,7 @@ class FeedService:
         return merged + rest, len(rest) < count - len(merged)
 
     async def _windows(self, audience: _Audience, before: int | None, count: int) -> list[Window]:
-        reader = audience.reader
-        async with self.db.read() as conn:
-            celebrities = await store.celebrities_followed(conn, reader, self.celebrity_threshold)
+        reader, celebrities = audience.reader, audience.celebrities
         home = await self.timelines.window(
             home_key(reader), before, count, ttl_s=self.timeline_ttl_s
         )
@@ -554,6 +555,7 @@ class _Audience:
     reader: int
     authors: set[int]  # whom the reader follows, and the reader
     hidden: set[int]  # muted or blocked, either way
+    celebrities: list[int]  # followed authors whose posts are merged at read time
 
     def sees(self, view: PostView) -> bool:
         author = author_of(view)
