@@ -94,6 +94,8 @@ async def _in_process(run: FeedRun, database_url: str) -> None:
                 run.peer[(size, fill)] = await asyncio.to_thread(
                     _peer, run, database_url, authors[size], followers, fill
                 )
+                assert platform.redis is not None
+                await feedfanout.settle(platform.redis)
         await feedfanout.clear_outbox(platform)
 
 

@@ -42,6 +42,7 @@ RESTORE_BATCH = 500
 MEMORY_SAMPLE = 200  # full timelines built per encoding: MEMORY USAGE of each, then pushes to all
 MEMORY_PUSHES = 5
 E2E_TIMEOUT_S = 120.0
+SETTLE_MAX_S = 30.0
 
 
 @dataclass
@@ -136,6 +137,15 @@ async def drop_homes(platform: Platform, prefix: str, users: list[int]) -> None:
         await client.unlink(*chunk)
 
 
+async def settle(client: aioredis.Redis) -> None:
+    """Wait for Redis to finish freeing what UNLINK handed its background thread: on 2 cores that
+    thread would otherwise take CPU from the next measurement."""
+    for _ in range(int(SETTLE_MAX_S / POLL_S / 10)):
+        if not int((await client.info("memory")).get("lazyfree_pending_objects", 0)):
+            return
+        await asyncio.sleep(POLL_S * 10)
+
+
 async def _used_mb(client: aioredis.Redis) -> float:
     return int((await client.info("memory"))["used_memory"]) / 2**20
 
@@ -198,6 +208,7 @@ async def measure(
         for _ in range(repeat):
             row.e2e.add(*await _end_to_end(platform, services, author_user, last, len(followers)))
     await drop_homes(platform, prefix, [*followers, author])
+    await settle(platform.redis)
     return row
 
 
@@ -267,6 +278,7 @@ async def memory_per_timeline(
                 pushed = await timelines.push(keys, max(ids) + 1 + n)
                 push.add(time.perf_counter() - started, pushed)
             await timelines.drop(*keys)
+            await settle(client)
             results.append(
                 {
                     "entries": value,
