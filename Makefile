@@ -37,7 +37,7 @@ format: install ## Apply ruff's formatting and safe fixes
 bench: install ## Benchmarks; figures are appended to bench/RESULTS.md
 	$(PY) bench/run.py
 
-bench-feed: install ## Feed benchmark (fan-out vs stream-framework-plus, reads, memory), ~5 min
+bench-feed: install ## Feed benchmark (fan-out vs stream-framework-plus, reads, memory), ~3 min
 	$(PY) bench/feed.py
 
 clean: ## Remove the virtualenv and caches

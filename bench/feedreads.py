@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,22 @@ class Reads:
     connections: int
     wrk: WrkResult
     warm: dict[str, Any]
+    cpu_s: float  # CPU time the serving process used during the wrk run
+
+    @property
+    def cpu_ms_per_read(self) -> float:
+        return self.cpu_s * 1000 / max(1, self.wrk.requests)
+
+    @property
+    def busy(self) -> float:
+        """The share of one core the serving process used."""
+        return self.cpu_s / self.wrk.seconds
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _warm(url: str, tokens: list[str]) -> dict[str, Any]:
@@ -70,6 +87,7 @@ def warm(url: str, tokens: list[str]) -> dict[str, Any]:
 
 def measure(
     url: str,
+    pid: int,
     kind: str,
     tokens: list[str],
     *,
@@ -81,6 +99,7 @@ def measure(
 ) -> Reads:
     tokens_file = work / f"tokens-{kind}.txt"
     tokens_file.write_text("".join(f"{t}\n" for t in tokens))
+    cpu_before = cpu_seconds(pid)
     result = run_script(
         url,
         FEED_LUA,
@@ -90,4 +109,4 @@ def measure(
         connections=connections,
         threads=threads,
     )
-    return Reads(kind, len(tokens), connections, result, warmed)
+    return Reads(kind, len(tokens), connections, result, warmed, cpu_seconds(pid) - cpu_before)

@@ -113,7 +113,7 @@ def _read_check(row: Reads, goals: Goals) -> str:
 
 def reads_table(rows: Sequence[Reads], goals: Goals) -> list[str]:
     columns = ["readers", "wrk connections", "reads/s", "p50 ms", "p99 ms", "errors"]
-    columns += ["warm pass", "check"]
+    columns += ["server CPU per read", "warm pass", "check"]
     kinds = {"full": "full timeline (800 ids)", "celebrities": "following 20 celebrities"}
     lines = [
         [
@@ -123,6 +123,7 @@ def reads_table(rows: Sequence[Reads], goals: Goals) -> list[str]:
             f"{r.wrk.p50_ms:.2f}",
             f"{r.wrk.p99_ms:.2f}",
             f"{r.wrk.errors['status']} status, {r.wrk.socket_errors} socket",
+            f"{r.cpu_ms_per_read:.2f} ms ({r.busy:.0%} of a core)",
             f"{r.warm['statuses']} in {r.warm['seconds']:.1f} s",
             _read_check(r, goals),
         ]
@@ -183,7 +184,9 @@ def _notes(run: FeedRun, goals: Goals) -> list[str]:
             f"/api/v1/feed?limit=20 (chronological) with the bearer token of one of {world.readers:,} "
             "readers, in turn (bench/feed.lua); one `plaza serve` process (PostgreSQL + Redis, "
             "default settings). wrk shares the 2 cores with the server. The warm pass read each "
-            "reader once first (builds timelines, fills post and token caches)."
+            "reader once first (builds timelines, fills post and token caches). Server CPU per "
+            "read: the serving process's user + system CPU time during the wrk run (/proc) over "
+            "the reads it answered; near 100% of a core, the figure is what one read costs."
         )
     return ["- " + n for n in notes]
 

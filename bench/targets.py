@@ -49,6 +49,7 @@ database_name: "urls"
 class Server:
     url: str
     log: Path
+    pid: int = 0  # the process started (for `plaza serve`, the one serving)
 
 
 def free_port() -> int:
@@ -98,7 +99,7 @@ def serving(
                 tail = log.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{cmd[0]} did not come up on port {port}:\n{tail}")
             time.sleep(0.2)
-        yield Server(url=f"http://127.0.0.1:{port}", log=log)
+        yield Server(url=f"http://127.0.0.1:{port}", log=log, pid=proc.pid)
     finally:
         _stop(proc)
 
