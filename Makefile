@@ -6,7 +6,7 @@ PYTHON ?= python3
 CODE := $(wildcard src tests bench)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench clean
+.PHONY: help install run test lint format bench bench-feed clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ format: install ## Apply ruff's formatting and safe fixes
 
 bench: install ## Benchmarks; figures are appended to bench/RESULTS.md
 	$(PY) bench/run.py
+
+bench-feed: install ## Feed benchmark (fan-out vs stream-framework-plus, reads, memory), ~3 min
+	$(PY) bench/feed.py
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis

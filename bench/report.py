@@ -39,7 +39,7 @@ def command() -> str:
         else sys.executable
     )
     line = shlex.join([python, *sys.argv])
-    via_make = " (via `make bench`)" if "MAKELEVEL" in os.environ else ""
+    via_make = " (via make)" if "MAKELEVEL" in os.environ else ""
     return f"`{line}` in `{os.getcwd()}`{via_make}"
 
 

@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/run.py [--duration 10] [--links 10000] [--only redirects|creates]
                                   [--targets nginx,plaza-sqlite,plaza-pg,plaza-pg-worker,liteshort] [--no-save]
+    .venv/bin/python bench/run.py --only feed [bench/feed.py's options]
+
+The feed benchmark (bench/feed.py) runs only when asked for: it takes several minutes of its own.
 
 Prints a Markdown report and appends it to bench/RESULTS.md. bench/README.md explains the figures.
 """
@@ -167,7 +170,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--links", type=int, default=10_000, help="links seeded per target")
-    parser.add_argument("--only", choices=["redirects", "creates"])
+    parser.add_argument(
+        "--only", choices=["redirects", "creates", "feed"], help="feed: bench/feed.py, first"
+    )
     parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma list")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -191,6 +196,11 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:3] == ["--only", "feed"] or sys.argv[1:2] == ["--only=feed"]:
+        import feed
+
+        feed.main(sys.argv[3:] if sys.argv[1] == "--only" else sys.argv[2:])
+        return
     args = parse_args()
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)

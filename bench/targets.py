@@ -49,6 +49,7 @@ database_name: "urls"
 class Server:
     url: str
     log: Path
+    pid: int = 0  # the process started (for `plaza serve`, the one serving)
 
 
 def free_port() -> int:
@@ -98,7 +99,7 @@ def serving(
                 tail = log.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{cmd[0]} did not come up on port {port}:\n{tail}")
             time.sleep(0.2)
-        yield Server(url=f"http://127.0.0.1:{port}", log=log)
+        yield Server(url=f"http://127.0.0.1:{port}", log=log, pid=proc.pid)
     finally:
         _stop(proc)
 
@@ -145,9 +146,17 @@ def nginx(work: Path, workers: str) -> Iterator[Server]:
 
 @contextmanager
 def plaza(
-    work: Path, database_url: str, redis_url: str | None = None, *, separate_worker: bool = False
+    work: Path,
+    database_url: str,
+    redis_url: str | None = None,
+    *,
+    separate_worker: bool = False,
+    redis_prefix: str | None = None,
 ) -> Iterator[Server]:
-    """`plaza serve`; with `separate_worker`, consumers run in their own `plaza worker` process."""
+    """`plaza serve`; with `separate_worker`, consumers run in their own `plaza worker` process.
+
+    Its Redis keys (under `redis_prefix`, by default one of this run's own) are deleted afterwards.
+    """
     work.mkdir(parents=True)
     port = free_port()
     env = _clean_env(
@@ -157,7 +166,8 @@ def plaza(
         PLAZA_AUTO_MIGRATE="true",
     )
     if redis_url:
-        env |= {"PLAZA_REDIS_URL": redis_url, "PLAZA_REDIS_PREFIX": f"plaza-bench-{os.getpid()}:"}
+        prefix = redis_prefix or f"plaza-bench-{os.getpid()}:"
+        env |= {"PLAZA_REDIS_URL": redis_url, "PLAZA_REDIS_PREFIX": prefix}
     cmd = [str(PLAZA), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     if separate_worker:
         cmd.append("--no-background")
@@ -171,10 +181,10 @@ def plaza(
             yield server
     finally:
         if redis_url:
-            _delete_redis_keys(redis_url, env["PLAZA_REDIS_PREFIX"])
+            delete_redis_keys(redis_url, env["PLAZA_REDIS_PREFIX"])
 
 
-def _delete_redis_keys(url: str, prefix: str) -> None:
+def delete_redis_keys(url: str, prefix: str) -> None:
     client = redis.Redis.from_url(url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))

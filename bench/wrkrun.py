@@ -1,4 +1,4 @@
-"""Run wrk with bench/zipf.lua against one target and read the figures its done() prints."""
+"""Run wrk with bench/zipf.lua (or another of bench's scripts) and read the figures its done() prints."""
 
 from __future__ import annotations
 
@@ -40,8 +40,30 @@ def run_wrk(
     threads: int = 2,
     zipf_s: float = 1.0,
 ) -> WrkResult:
+    return run_script(
+        url,
+        ZIPF_LUA,
+        [str(codes), str(zipf_s)],
+        duration_s=duration_s,
+        log=log,
+        connections=connections,
+        threads=threads,
+    )
+
+
+def run_script(
+    url: str,
+    script: Path,
+    script_args: list[str],
+    *,
+    duration_s: int,
+    log: Path,
+    connections: int,
+    threads: int,
+) -> WrkResult:
+    """wrk with any of bench's Lua scripts that print a BENCH_JSON line from done()."""
     cmd = [WRK, f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency"]
-    cmd += ["--timeout", "2s", "-s", str(ZIPF_LUA), url, "--", str(codes), str(zipf_s)]
+    cmd += ["--timeout", "2s", "-s", str(script), url, "--", *script_args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60, check=False)
     log.write_text(" ".join(cmd) + "\n" + done.stdout + done.stderr)
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARKER)]

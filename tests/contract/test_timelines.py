@@ -62,6 +62,21 @@ async def test_windows_page_below_a_cursor(timelines: Rig[Timelines]) -> None:
     assert (await tl.window("home:1", 1, 2)) == Window([], True)
 
 
+async def test_many_windows_at_once_answer_as_each_would_alone(timelines: Rig[Timelines]) -> None:
+    tl = timelines.port
+    await tl.build("home:1", [1, 2, 3, 4, 5], complete=True, ttl_s=None)
+    await tl.build("author:9", range(1, 9), complete=True, ttl_s=0.3)
+    keys = ["home:1", "home:404", "author:9"]
+    many = await tl.windows(keys, 5, 2, ttl_s=0.3)
+    assert many == [await tl.window(k, 5, 2) for k in keys]
+    assert many == [Window([4, 3], True), None, Window([4], False)]  # max_len 5 kept 4-8
+    assert await tl.windows([], None, 2) == []
+    await timelines.elapse(0.2)
+    await tl.windows(["author:9"], None, 1, ttl_s=0.3)  # reading keeps it, as window does
+    await timelines.elapse(0.2)
+    assert await tl.window("author:9", None, 1) is not None
+
+
 async def test_the_oldest_are_dropped_past_max_len_and_completeness_is_lost(
     timelines: Rig[Timelines],
 ) -> None:

@@ -544,24 +544,19 @@ class FeedService:
         return merged + rest, len(rest) < count - len(merged)
 
     async def _windows(self, audience: _Audience, before: int | None, count: int) -> list[Window]:
+        """The reader's home timeline and each followed celebrity's, read in one round trip."""
         reader, celebrities = audience.reader, audience.celebrities
-        home = await self.timelines.window(
-            home_key(reader), before, count, ttl_s=self.timeline_ttl_s
-        )
-        if home is None:  # never built, expired while the reader was away, or Redis lost it
-            authors = audience.authors - celebrities
-            await self._build(home_key(reader), authors)
-            home = await self.timelines.window(home_key(reader), before, count)
-        windows = [home]
-        for celebrity in celebrities:
-            window = await self.timelines.window(
-                author_key(celebrity), before, count, ttl_s=self.timeline_ttl_s
-            )
-            if window is None:
-                await self._build(author_key(celebrity), {celebrity})
-                window = await self.timelines.window(author_key(celebrity), before, count)
-            windows.append(window)
-        return [w for w in windows if w is not None]
+        keys = [home_key(reader), *(author_key(c) for c in celebrities)]
+        sources = [audience.authors - celebrities, *({c} for c in celebrities)]
+        found = await self.timelines.windows(keys, before, count, ttl_s=self.timeline_ttl_s)
+        windows = []
+        for key, authors, window in zip(keys, sources, found, strict=True):
+            if window is None:  # never built, expired while unread, or Redis lost it
+                await self._build(key, authors)
+                window = await self.timelines.window(key, before, count)
+            if window is not None:
+                windows.append(window)
+        return windows
 
     async def _build(self, key: str, authors: set[int]) -> None:
         size = self.timelines.max_len
