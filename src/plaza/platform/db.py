@@ -64,6 +64,14 @@ class Database:
         # On SQLite a write transaction takes the write lock at BEGIN: a deferred one that reads
         # first could fail to upgrade (SQLITE_BUSY without waiting) when another writer got in between.
         self._writer = engine.execution_options(plaza_write=True)
+        # Reads on PostgreSQL run outside a transaction: under READ COMMITTED each statement sees its
+        # own snapshot anyway, and BEGIN and ROLLBACK would be two more round trips per read. On
+        # SQLite a read transaction is what gives several statements one snapshot: kept.
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else engine
+        )
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 20) -> Database:
@@ -92,7 +100,7 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             yield conn
 
     async def ping(self) -> None:
