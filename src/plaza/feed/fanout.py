@@ -123,12 +123,12 @@ class FanOut:
         own = author_key(author) if celebrity else home_key(author)
         inserted = await timelines.push([own], post_id)
         frame = {"type": "feed", "post": view}
+        async with self.db.read() as conn:
+            hiders = await store.hiders(conn, author)
         async for page in self._followers(author):
             if not celebrity:
                 inserted += await timelines.push([home_key(f) for f in page], post_id)
-            async with self.db.read() as conn:
-                hiding = await store.hiding(conn, author, page)
-            await self.feed.pusher.deliver([f for f in page if f not in hiding], frame)
+            await self.feed.pusher.deliver([f for f in page if f not in hiders], frame)
         self.metrics.feed_timeline_inserts.inc(inserted)
 
     async def delete(self, author: int, post_ids: list[int]) -> None:
@@ -138,13 +138,20 @@ class FanOut:
             await timelines.remove([home_key(f) for f in page], post_ids)
 
     async def _followers(self, author: int) -> AsyncIterator[list[int]]:
+        """The author's followers, a page at a time; the next page is read while this one is used."""
         after = 0
-        while True:
+
+        async def page_after(after: int) -> list[int]:
             async with self.db.read() as conn:
-                page = await store.follower_ids_after(conn, author, after, FOLLOWER_PAGE)
-            if not page:
-                return
-            yield page
-            if len(page) < FOLLOWER_PAGE:
-                return
-            after = page[-1]
+                return await store.follower_ids_after(conn, author, after, FOLLOWER_PAGE)
+
+        upcoming = asyncio.ensure_future(page_after(after))
+        try:
+            while page := await upcoming:
+                if len(page) == FOLLOWER_PAGE:
+                    upcoming = asyncio.ensure_future(page_after(page[-1]))
+                else:
+                    upcoming = asyncio.ensure_future(asyncio.sleep(0, []))
+                yield page
+        finally:
+            upcoming.cancel()

@@ -75,6 +75,7 @@ mutes = Table(
     Column("target_id", BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("user_id", "target_id"),
+    Index("ix_mutes_target_id", "target_id"),  # fan-out asks who mutes an author
 )
 
 blocks = Table(

@@ -102,6 +102,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("user_id", "target_id", name=op.f("pk_mutes")),
     )
+    op.create_index("ix_mutes_target_id", "mutes", ["target_id"], unique=False)
     op.create_table(
         "posts",
         sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -150,6 +151,7 @@ def downgrade() -> None:
     op.drop_index("ix_posts_author_id_id", table_name="posts")
 
     op.drop_table("posts")
+    op.drop_index("ix_mutes_target_id", table_name="mutes")
     op.drop_table("mutes")
     op.drop_index("ix_follows_followee_id_follower_id", table_name="follows")
 
