@@ -44,6 +44,7 @@ from plaza.platform.migrate import upgrade
 from plaza.platform.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from plaza.platform.tables import plaza_meta
 from plaza.realtime.hub import RealtimeHub
+from plaza.realtime.presence import Presence
 from plaza.realtime.sessions import Sessions
 from plaza.settings import Settings
 
@@ -212,8 +213,16 @@ def _build_chat(
         platform.metrics,
         registry_ttl_s=3 * settings.ws_heartbeat_s,  # three missed beats: the process is gone
     )
+    presence = Presence(
+        sessions,
+        platform.kv,
+        platform.clock,
+        ttl_s=settings.presence_ttl_s,
+        grace_s=settings.presence_grace_s,
+    )
     realtime = RealtimeHub(
         sessions=sessions,
+        presence=presence,
         authenticate=accounts.authenticate,
         settings=settings,
         metrics=platform.metrics,
@@ -226,4 +235,5 @@ def _build_chat(
         clock=platform.clock,
     )
     chat_frames.register(realtime, chat)
+    realtime.set_audience(chat.contacts)
     return realtime, chat

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     ws_idle_timeout_s: float = Field(default=30.0, gt=0)  # three missed 10 s heartbeats
     # Frames waiting for one slow client; when full it is told to reconnect (and sync) instead.
     ws_send_queue: int = Field(default=1000, ge=2)
+    # Online lapses this long after the last heartbeat of a process holding the user's connection.
+    presence_ttl_s: float = Field(default=30.0, gt=0)
+    # Going offline is announced only if no connection came back within this.
+    presence_grace_s: float = Field(default=15.0, ge=0)
     # The node bits (0-15) of time-ordered ids such as message ids; unset: leased from the database,
     # so up to 16 processes started against one database never share one.
     node_id: int | None = Field(default=None, ge=0, le=15)

@@ -15,6 +15,7 @@ from plaza.platform.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["chat"])
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+PRESENCE_MAX = 100  # users per presence query
 _MAX_SEQ = 2**53  # beyond any real seq, and still a valid BIGINT parameter
 
 
@@ -185,6 +186,34 @@ async def search_messages(
     )
     next_cursor = _b64(f"s:{page.items[-1]['id']}") if page.more and page.items else None
     return SearchPage.model_validate({"items": page.items, "next_cursor": next_cursor})
+
+
+class PresenceOut(BaseModel):
+    status: Literal["online", "offline"]
+    last_seen: str | None = Field(description="When the user was last connected (UTC), if known")
+
+
+@router.get(
+    "/presence",
+    responses=errors(400, 401),
+    description="Presence of the named users (comma-separated usernames, at most 100), by username. "
+    "Only users who share a conversation with the caller, and the caller, are answered; other "
+    "names are left out, as are unknown ones. A user is offline 15 s after their last connection "
+    "closed (a reconnect within that time changes nothing).",
+)
+async def presence(
+    services: ServicesDep,
+    user: CurrentUser,
+    users: Annotated[str, Query(max_length=4000, examples=["bob,carol"])],
+) -> dict[str, PresenceOut]:
+    names = [n.strip().lower() for n in users.split(",") if n.strip()]
+    if not names or len(names) > PRESENCE_MAX:
+        raise BadRequest(f"Name 1-{PRESENCE_MAX} users.", code="invalid_users", field="users")
+    found = await services.accounts.by_usernames(names)
+    visible = await services.chat.contacts(user.id) | {user.id}
+    wanted = {u.id: name for name, u in found.items() if u.id in visible}
+    statuses = await services.realtime.presence.lookup(sorted(wanted))
+    return {wanted[i]: PresenceOut(**status.view()) for i, status in statuses.items()}
 
 
 def _b64(text: str) -> str:

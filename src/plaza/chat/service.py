@@ -310,6 +310,11 @@ class ChatService:
         views = await self.views_of([StoredMessage.from_row(r) for r in rows[:limit]])
         return Page(views, len(rows) > limit)
 
+    async def contacts(self, user_id: int) -> set[int]:
+        """Who shares a conversation with the user: those who see their presence."""
+        async with self.db.read() as conn:
+            return await store.contacts(conn, user_id)
+
     async def views_of(self, messages: Sequence[StoredMessage]) -> list[dict[str, Any]]:
         users = await self.accounts.by_ids(sorted({m.sender_id for m in messages}))
         return [message_view(m, summary_of(users, m.sender_id)) for m in messages]

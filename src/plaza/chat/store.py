@@ -119,6 +119,18 @@ async def member_ids(
     return found
 
 
+async def contacts(conn: AsyncConnection, user_id: int) -> set[int]:
+    """Everyone who shares a conversation with the user now (the user included, if in any)."""
+    mine, theirs = members.alias("mine"), members.alias("theirs")
+    query = (
+        select(theirs.c.user_id)
+        .distinct()
+        .join(mine, mine.c.conversation_id == theirs.c.conversation_id)
+        .where(mine.c.user_id == user_id, mine.c.left_at.is_(None), theirs.c.left_at.is_(None))
+    )
+    return {int(i) for i in (await conn.execute(query)).scalars()}
+
+
 async def members_of(conn: AsyncConnection, conversation_id: int) -> list[int]:
     return (await member_ids(conn, [conversation_id]))[conversation_id]
 

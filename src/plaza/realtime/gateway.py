@@ -116,7 +116,7 @@ async def _serve(hub: RealtimeHub, websocket: WebSocket, user: User, device_id: 
     await session.reply({**ready, "heartbeat_s": hub.heartbeat_s})
     writer = reader = None
     try:
-        await hub.sessions.add(session)
+        await hub.join(session)
         writer = asyncio.create_task(session.pump(), name="ws-writer")
         reader = asyncio.create_task(_read(hub, websocket, session), name="ws-reader")
         await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -126,7 +126,7 @@ async def _serve(hub: RealtimeHub, websocket: WebSocket, user: User, device_id: 
         for task in (writer, reader):
             if task is not None and not task.done():
                 task.cancel()
-        await hub.sessions.remove(session)
+        await hub.leave(session)
 
 
 async def _finish(session: Session, writer: asyncio.Task[None], reader: asyncio.Task[None]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from plaza.accounts.service import User
 from plaza.platform.metrics import Metrics
+from plaza.realtime.presence import Audience, Presence
 from plaza.realtime.protocol import CLOSE_RESTART, reconnect_frame
 from plaza.realtime.session import Session
 from plaza.realtime.sessions import Sessions
@@ -32,11 +33,12 @@ class RealtimeHub:
         self,
         *,
         sessions: Sessions,
+        presence: Presence,
         authenticate: Authenticate,
         settings: Settings,
         metrics: Metrics,
     ) -> None:
-        self.sessions = sessions
+        self.sessions, self.presence = sessions, presence
         self.authenticate = authenticate
         self.metrics = metrics
         self.auth_timeout_s = settings.ws_auth_timeout_s
@@ -51,6 +53,20 @@ class RealtimeHub:
         if frame_type in GATEWAY_TYPES or frame_type in self._handlers:
             raise ValueError(f"frame type {frame_type!r} already has a handler")
         self._handlers[frame_type] = handler
+
+    def set_audience(self, audience: Audience) -> None:
+        """Who hears of a user's presence: `audience(user_id)` names them (e.g. chat's contacts)."""
+        self.presence.audience = audience
+
+    async def join(self, session: Session) -> None:
+        """A connection is authenticated: findable from any process, and its user online."""
+        if await self.sessions.add(session):
+            await self.presence.arrived(session.user)
+
+    async def leave(self, session: Session) -> None:
+        if self.sessions.remove(session):
+            self.presence.departed(session.user)
+            await self.sessions.unregister(session.user.id)
 
     def handler_for(self, frame_type: str) -> Handler | None:
         return self._handlers.get(frame_type)
@@ -67,6 +83,7 @@ class RealtimeHub:
         return {
             "realtime-relay": self.sessions.listen(),
             "realtime-registry": self.sessions.refresh(self.heartbeat_s),
+            "realtime-presence": self.presence.run(self.heartbeat_s),
         }
 
     async def drain(self) -> None:

@@ -65,19 +65,43 @@ class Sessions:
 
     # --- this process's sessions ----------------------------------------------------------------
 
-    async def add(self, session: Session) -> None:
+    def has_local(self, user_id: int) -> bool:
+        return user_id in self._by_user
+
+    def local_users(self) -> list[int]:
+        return list(self._by_user)
+
+    async def connected(self, user_id: int) -> bool:
+        """Whether the user has a connection open on any process (this one included)."""
+        if user_id in self._by_user:
+            return True
+        peers = await self._live_peers()
+        if not peers:
+            return False
+        found = await self._kv.get_many([_user_key(user_id, slot) for slot in peers])
+        return any(node is not None for node in found)
+
+    async def add(self, session: Session) -> bool:
+        """Register a session; True if it is its user's first on this process."""
         local = self._by_user.setdefault(session.user.id, {})
         first = not local
         local[session.id] = session
         if first:
             await self._announce([session.user.id])
+        return first
 
-    async def remove(self, session: Session) -> None:
+    def remove(self, session: Session) -> bool:
+        """Forget a session at once; True if it was its user's last on this process (then call
+        `unregister`). Synchronous, so a cancelled caller cannot leave it half done."""
         user_id = session.user.id
         local = self._by_user.get(user_id)
         if local is None or local.pop(session.id, None) is None or local:
-            return
+            return False
         del self._by_user[user_id]
+        return True
+
+    async def unregister(self, user_id: int) -> None:
+        """Take a user who has no session here any more out of the registry."""
         if self._slot is not None:
             with contextlib.suppress(PortUnavailable):  # else the entry expires with its TTL
                 await self._kv.delete(_user_key(user_id, self._slot))
