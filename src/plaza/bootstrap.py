@@ -233,6 +233,8 @@ def _build_chat(
         pusher=realtime,
         ids=ids,
         clock=platform.clock,
+        limiter=platform.limiter,
+        send_rate=settings.chat_send_bucket(),
     )
     chat_frames.register(realtime, chat)
     realtime.set_audience(chat.contacts)

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     ws_idle_timeout_s: float = Field(default=30.0, gt=0)  # three missed 10 s heartbeats
     # Frames waiting for one slow client; when full it is told to reconnect (and sync) instead.
     ws_send_queue: int = Field(default=1000, ge=2)
+    # Sends per user: a token bucket refilled at this many per second, holding at most the burst.
+    chat_send_rate: float = Field(default=20.0, gt=0)
+    chat_send_burst: int = Field(default=50, ge=1)
     # Online lapses this long after the last heartbeat of a process holding the user's connection.
     presence_ttl_s: float = Field(default=30.0, gt=0)
     # Going offline is announced only if no connection came back within this.
@@ -102,6 +105,11 @@ class Settings(BaseSettings):
     feed_active_days: float = Field(default=7.0, gt=0)
     feed_timeline_len: int = Field(default=800, ge=10)  # post ids kept per cached timeline
     feed_rank_budget_ms: float = Field(default=20.0, ge=0)  # over it, ranked reads fall back
+
+    def chat_send_bucket(self) -> Rate:
+        return Rate(
+            capacity=self.chat_send_burst, period_s=self.chat_send_burst / self.chat_send_rate
+        )
 
     @field_validator("create_rate", "login_failures_per_user", "login_failures_per_ip")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
@@ -18,6 +19,7 @@ from plaza.platform.errors import NotFound
 __all__ = ["ActivityService", "Pusher", "SyncPlan"]
 
 TYPING_INTERVAL_S = 2.0  # at most one `start` per member per conversation this often
+TYPING_AUTO_STOP_S = 5.0  # a `start` not followed by `stop` or another `start` ends by itself
 TYPING_REMEMBERED = 50_000  # (member, conversation) throttle entries kept; the oldest are forgotten
 SYNC_PAGE = 200  # messages per query while replaying
 # A device that missed more than this in one conversation is told `more` and syncs again from where
@@ -47,6 +49,9 @@ class ActivityService:
     def __init__(self, *, db: Database, pusher: Pusher, views: Views, clock: Clock) -> None:
         self.db, self._deliver, self._views, self.clock = db, pusher.deliver, views, clock
         self._typing: OrderedDict[tuple[int, int], float] = OrderedDict()
+        # (member, conversation) -> the pending automatic stop, and who hears it
+        self._auto_stops: dict[tuple[int, int], tuple[asyncio.TimerHandle, list[int]]] = {}
+        self._tasks: set[asyncio.Future[None]] = set()
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
@@ -89,19 +94,40 @@ class ActivityService:
         """Relay to the other members; not stored. Repeated starts within 2 s are dropped."""
         cid = parse_conversation_id(conversation_id)
         if state == "start" and not self._may_start_typing(user.id, cid):
+            armed = self._auto_stops.get((user.id, cid))
+            if armed is not None:  # still typing: the automatic stop moves back
+                self._arm_auto_stop(user, cid, armed[1])
             return
         async with self.db.read() as conn:
             await require_member(conn, cid, user.id)
             members = await store.members_of(conn, cid)
-        frame = {
-            "type": "typing",
-            "conversation_id": str(cid),
-            "user": user.summary(),
-            "state": state,
-        }
         others = [m for m in members if m != user.id]
+        if state == "start":
+            self._arm_auto_stop(user, cid, others)
+        else:
+            self._disarm_auto_stop(user.id, cid)
         if others:
-            await self._deliver(others, frame)
+            await self._deliver(others, _typing(cid, user, state))
+
+    def _arm_auto_stop(self, user: User, cid: int, others: list[int]) -> None:
+        """A `start` with no `stop` (a client gone quiet) ends by itself TYPING_AUTO_STOP_S later."""
+        self._disarm_auto_stop(user.id, cid)
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(TYPING_AUTO_STOP_S, self._auto_stop, user, cid, others)
+        self._auto_stops[user.id, cid] = (handle, others)
+
+    def _disarm_auto_stop(self, user_id: int, cid: int) -> None:
+        armed = self._auto_stops.pop((user_id, cid), None)
+        if armed is not None:
+            armed[0].cancel()
+
+    def _auto_stop(self, user: User, cid: int, others: list[int]) -> None:
+        self._auto_stops.pop((user.id, cid), None)
+        self._typing.pop((user.id, cid), None)  # the next start is relayed at once
+        if others:
+            task = asyncio.ensure_future(self._deliver(others, _typing(cid, user, "stop")))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _may_start_typing(self, user_id: int, cid: int) -> bool:
         key, now = (user_id, cid), self.clock.monotonic()
@@ -160,3 +186,7 @@ def _receipt(cid: int, user: User, status: str, seq: int) -> dict[str, Any]:
         "status": status,
         "seq": seq,
     }
+
+
+def _typing(cid: int, user: User, state: str) -> dict[str, Any]:
+    return {"type": "typing", "conversation_id": str(cid), "user": user.summary(), "state": state}

@@ -31,8 +31,11 @@ from plaza.chat.views import (
 )
 from plaza.platform.clock import Clock
 from plaza.platform.db import AnyRow, Database
-from plaza.platform.errors import BadRequest, Forbidden, NotFound
+from plaza.platform.errors import BadRequest, Forbidden, NotFound, RateLimited
 from plaza.platform.ids import SnowflakeIds
+from plaza.platform.kv import PortUnavailable
+from plaza.platform.ratelimit import RateLimiter
+from plaza.settings import Rate
 
 __all__ = ["ChatService", "Page", "Pusher"]
 
@@ -79,9 +82,12 @@ class ChatService:
         pusher: Pusher,
         ids: SnowflakeIds,
         clock: Clock,
+        limiter: RateLimiter,
+        send_rate: Rate,
     ) -> None:
         self.db, self.accounts, self.pusher = db, accounts, pusher
         self.ids, self.clock = ids, clock
+        self.limiter, self.send_rate = limiter, send_rate
         self.activity = ActivityService(db=db, pusher=pusher, views=self.views_of, clock=clock)
 
     def now(self) -> dt.datetime:
@@ -336,6 +342,7 @@ class ChatService:
         """
         cid = parse_conversation_id(conversation_id)
         check_message(client_msg_id, content, message_type)
+        await self._check_flood(user)
         try:
             message, members = await self._store_message(
                 user, cid, client_msg_id, content, message_type
@@ -349,6 +356,15 @@ class ChatService:
                 message = StoredMessage.from_row(original)
                 members = await store.members_of(conn, message.conversation_id)
         return await self._push(message, user, members, exclude=origin)
+
+    async def _check_flood(self, user: User) -> None:
+        """A token bucket per user (PLAZA_CHAT_SEND_RATE per second, PLAZA_CHAT_SEND_BURST at once)."""
+        try:
+            decision = await self.limiter.hit(f"chat-send:{user.id}", self.send_rate)
+        except PortUnavailable:
+            return  # a limiter outage must not stop messages
+        if not decision.allowed:
+            raise RateLimited("Sending too fast; slow down.", retry_after_s=decision.retry_after_s)
 
     async def _store_message(
         self, user: User, cid: int, client_msg_id: str, content: str, message_type: str
