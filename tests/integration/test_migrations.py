@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from plaza.platform.db import Database
-from plaza.platform.schema import include_object, metadata
+from plaza.platform.schema import metadata
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -23,8 +23,7 @@ async def test_migrated_schema_matches_the_code(migrated_url: str) -> None:
     db = Database.from_url(migrated_url)
 
     def diff(connection: Any) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={"include_object": include_object})
-        return list(compare_metadata(context, metadata))
+        return list(compare_metadata(MigrationContext.configure(connection), metadata))
 
     try:
         async with db.read() as conn:

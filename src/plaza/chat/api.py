@@ -61,11 +61,6 @@ class MessagePage(BaseModel):
     )
 
 
-class SearchPage(BaseModel):
-    items: list[MessageOut] = Field(description="Newest first")
-    next_cursor: str | None
-
-
 class ConversationIn(BaseModel):
     members: list[str] = Field(description="Usernames, besides the caller", examples=[["bob"]])
     name: str | None = Field(default=None, max_length=1000, examples=["Weekend plans"])
@@ -158,34 +153,6 @@ async def remove_member(
 ) -> Response:
     await services.chat.remove_member(user, conversation_id, username)
     return Response(status_code=204)
-
-
-@router.get(
-    "/search/messages",
-    responses=errors(400, 401, 404),
-    description="Text messages containing `q` (case-insensitive; words inside Chinese, Japanese "
-    "and Korean text too), newest first, from the conversations the caller is a member of, or "
-    "from one of them with `conversation_id`.",
-)
-async def search_messages(
-    services: ServicesDep,
-    user: CurrentUser,
-    q: Annotated[str, Query(max_length=1000, description="1-200 characters")],
-    conversation_id: Annotated[str | None, Query(max_length=32)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64, description="A next_cursor")] = None,
-) -> SearchPage:
-    before_id = None
-    if cursor is not None:
-        raw = _unb64(cursor)
-        if not raw.startswith("s:") or not raw[2:].isdigit() or len(raw) > 22:
-            raise _bad_cursor()
-        before_id = int(raw[2:])
-    page = await services.chat.search(
-        user, q, conversation_id=conversation_id, before_id=before_id, limit=limit
-    )
-    next_cursor = _b64(f"s:{page.items[-1]['id']}") if page.more and page.items else None
-    return SearchPage.model_validate({"items": page.items, "next_cursor": next_cursor})
 
 
 class PresenceOut(BaseModel):

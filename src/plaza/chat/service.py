@@ -39,8 +39,6 @@ from plaza.settings import Rate
 
 __all__ = ["ChatService", "Page", "Pusher"]
 
-SEARCH_MAX = 200  # characters of a search query
-
 
 @dataclass(frozen=True)
 class Page:
@@ -290,31 +288,6 @@ class ChatService:
         if after_seq is None:
             rows.reverse()
         return Page(await self.views_of([StoredMessage.from_row(r) for r in rows]), more)
-
-    async def search(
-        self,
-        user: User,
-        text: str,
-        *,
-        conversation_id: str | None,
-        before_id: int | None,
-        limit: int,
-    ) -> Page:
-        """Text messages containing `text`, newest first, in the caller's conversations (or one)."""
-        text = text.strip()
-        if not text or len(text) > SEARCH_MAX or "\x00" in text:
-            raise BadRequest(
-                f"Search for 1-{SEARCH_MAX} characters.", code="invalid_query", field="q"
-            )
-        cid = None if conversation_id is None else parse_conversation_id(conversation_id)
-        async with self.db.read() as conn:
-            if cid is not None:
-                await require_member(conn, cid, user.id)
-            rows = await store.search(
-                conn, user.id, text, conversation_id=cid, before_id=before_id, limit=limit + 1
-            )
-        views = await self.views_of([StoredMessage.from_row(r) for r in rows[:limit]])
-        return Page(views, len(rows) > limit)
 
     async def contacts(self, user_id: int) -> set[int]:
         """Who shares a conversation with the user: those who see their presence."""

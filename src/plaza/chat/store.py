@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, case, func, insert, or_, select, update
-from sqlalchemy import text as text_clause
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -310,55 +309,3 @@ async def positions_of(conn: AsyncConnection, user_id: int) -> dict[int, int]:
         .where(members.c.user_id == user_id, members.c.left_at.is_(None))
     )
     return {int(row[0]): int(row[1]) for row in await conn.execute(query)}
-
-
-# --- search ----------------------------------------------------------------------------------------
-
-TRIGRAM = (
-    3  # the shortest text a trigram index can look up; shorter queries scan the caller's messages
-)
-
-
-def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-async def search(
-    conn: AsyncConnection,
-    user_id: int,
-    text: str,
-    *,
-    conversation_id: int | None,
-    before_id: int | None,
-    limit: int,
-) -> list[AnyRow]:
-    """Text messages containing `text` (case-insensitively) in the user's conversations, newest first.
-
-    SQLite looks `text` up in the FTS5 trigram table; PostgreSQL's ILIKE uses the pg_trgm index.
-    """
-    query = (
-        select(messages)
-        .join(
-            members,
-            and_(
-                members.c.conversation_id == messages.c.conversation_id,
-                members.c.user_id == user_id,
-                members.c.left_at.is_(None),
-            ),
-        )
-        .where(messages.c.message_type == "text")
-    )
-    if conn.dialect.name == "postgresql":
-        query = query.where(messages.c.content.ilike(_like_pattern(text), escape="\\"))
-    elif len(text) >= TRIGRAM:
-        phrase = '"' + text.replace('"', '""') + '"'
-        matches = text_clause("SELECT rowid FROM messages_fts WHERE messages_fts MATCH :phrase")
-        query = query.where(messages.c.id.in_(matches.bindparams(phrase=phrase)))
-    else:
-        query = query.where(messages.c.content.like(_like_pattern(text), escape="\\"))
-    if conversation_id is not None:
-        query = query.where(messages.c.conversation_id == conversation_id)
-    if before_id is not None:
-        query = query.where(messages.c.id < before_id)
-    return list((await conn.execute(query.order_by(messages.c.id.desc()).limit(limit))).all())

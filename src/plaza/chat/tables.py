@@ -85,16 +85,3 @@ device_cursors = Table(
     Column("updated_at", UTCDateTime, nullable=False),  # lets a later job forget dead devices
     PrimaryKeyConstraint("user_id", "device_id", "conversation_id"),
 )
-
-# Search indexes that migration 0004 makes outside this metadata (an FTS5 table and its shadow tables on
-# SQLite, a pg_trgm index on PostgreSQL): schema comparisons leave them alone.
-SEARCH_OBJECTS = frozenset(
-    {
-        "messages_fts",
-        "messages_fts_data",
-        "messages_fts_idx",
-        "messages_fts_docsize",
-        "messages_fts_config",
-        "ix_messages_content_trgm",
-    }
-)

@@ -1,6 +1,6 @@
 """feed
 
-Revision ID: 0003
+Revision ID: 0004
 Revises: 0002
 Create Date: 2026-11-22 17:44:48.707160
 """
@@ -8,7 +8,7 @@ Create Date: 2026-11-22 17:44:48.707160
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
+revision = "0004"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
