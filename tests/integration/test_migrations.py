@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from plaza.platform.db import Database
-from plaza.platform.schema import metadata
+from plaza.platform.schema import include_name, metadata
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -23,7 +23,8 @@ async def test_migrated_schema_matches_the_code(migrated_url: str) -> None:
     db = Database.from_url(migrated_url)
 
     def diff(connection: Any) -> list[Any]:
-        return list(compare_metadata(MigrationContext.configure(connection), metadata))
+        context = MigrationContext.configure(connection, opts={"include_name": include_name})
+        return list(compare_metadata(context, metadata))
 
     try:
         async with db.read() as conn:

@@ -20,6 +20,7 @@ from plaza.accounts.service import AccountsService, User
 from plaza.chat import store
 from plaza.chat.activity import ActivityService, Pusher
 from plaza.chat.rules import check_group_size, check_message, clean_name, new_conversation
+from plaza.chat.search import SearchService
 from plaza.chat.views import (
     StoredMessage,
     conversation_not_found,
@@ -81,6 +82,7 @@ class ChatService:
         self.db, self.accounts, self.pusher = db, accounts, pusher
         self.ids, self.clock = ids, clock
         self.activity = ActivityService(db=db, pusher=pusher, views=self.views_of, clock=clock)
+        self.search = SearchService(db=db, views=self.views_of)
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
