@@ -7,7 +7,7 @@ import contextlib
 import gc
 import os
 import socket
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -75,16 +75,28 @@ def start_workers(background: Background, platform: Platform, services: Services
 
 async def _sweep_periodically(platform: Platform, services: Services, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        try:
-            swept = await services.links.sweep_expired()
-            keys = await purge_expired(platform.db)
-            batches = await purge_processed_batches(platform.db)
-            if swept or keys or batches:
-                log.info("swept", expired_links=swept, idempotency_keys=keys, click_batches=batches)
-        except Exception:  # an outage must not end the job; it runs again next interval
-            log.exception("sweep failed")
+        await sweep_once(platform, services)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), platform.settings.expiry_sweep_interval_s)
+
+
+async def sweep_once(platform: Platform, services: Services) -> dict[str, int]:
+    """Every periodic clean-up, each on its own: one failing (an outage) does not stop the others."""
+    jobs: dict[str, Callable[[], Awaitable[int]]] = {
+        "expired_links": services.links.sweep_expired,
+        "idempotency_keys": lambda: purge_expired(platform.db),
+        "click_batches": lambda: purge_processed_batches(platform.db),
+        "chat_messages": services.chat.retention.purge_due,
+    }
+    done: dict[str, int] = {}
+    for name, job in jobs.items():
+        try:
+            done[name] = await job()
+        except Exception:  # it runs again next interval
+            log.exception("sweep failed", job=name)
+    if any(done.values()):
+        log.info("swept", **done)
+    return done
 
 
 async def _start_background(platform: Platform, services: Services) -> Background:

@@ -196,6 +196,7 @@ def _build_chat(platform: Platform, accounts: AccountsService) -> tuple[Realtime
         pusher=realtime,
         ids=SnowflakeIds(platform.node, platform.clock.time),
         clock=platform.clock,
+        retention_days=settings.chat_retention_days,
     )
     chat_frames.register(realtime, chat)
     return realtime, chat

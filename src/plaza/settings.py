@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # so up to 16 processes started against one database never share one.
     node_id: int | None = Field(default=None, ge=0, le=15)
 
+    # Chat messages older than this are purged by the periodic job (every expiry_sweep_interval_s);
+    # 0 keeps them forever.
+    chat_retention_days: int = Field(default=30, ge=0)
+
     feed_celebrity_threshold: int = 10_000
 
     @field_validator("create_rate", "login_failures_per_user", "login_failures_per_ip")

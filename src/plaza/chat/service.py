@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from plaza.accounts.service import AccountsService, User
 from plaza.chat import store
 from plaza.chat.activity import ActivityService, Pusher
+from plaza.chat.retention import Retention
 from plaza.chat.rules import check_group_size, check_message, clean_name, new_conversation
 from plaza.chat.search import SearchService
 from plaza.chat.views import (
@@ -78,11 +79,13 @@ class ChatService:
         pusher: Pusher,
         ids: SnowflakeIds,
         clock: Clock,
+        retention_days: int = 0,
     ) -> None:
         self.db, self.accounts, self.pusher = db, accounts, pusher
         self.ids, self.clock = ids, clock
         self.activity = ActivityService(db=db, pusher=pusher, views=self.views_of, clock=clock)
         self.search = SearchService(db=db, views=self.views_of)
+        self.retention = Retention(db=db, clock=clock, days=retention_days)
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
