@@ -8,11 +8,9 @@ transaction as its counts: a batch seen twice is counted once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import functools
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,16 +19,16 @@ from urllib.parse import urlsplit
 import structlog
 from sqlalchemy import Table, bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, SQLAlchemyError
+from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from plaza.links.clicks import MalformedBatch, decode_batch
 from plaza.links.geo import GeoLookup
 from plaza.links.tables import link_countries, link_daily, link_devices, link_referrers, links
 from plaza.links.useragents import classify
-from plaza.platform.bus import NoGroup, StreamEntry, Streams
+from plaza.platform.bus import StreamEntry, Streams
+from plaza.platform.consumer import ConsumerGroup, run_stream_consumer
 from plaza.platform.db import Database, UTCDateTime, utcnow
-from plaza.platform.kv import PortUnavailable
 from plaza.platform.metrics import Metrics
 from plaza.platform.tables import processed_batches
 
@@ -40,10 +38,7 @@ log = structlog.get_logger("plaza.clicks")
 
 DIRECT = "direct"  # the referrer of a click without a usable Referer header
 REFERRER_MAX = 255  # link_referrers.referrer is VARCHAR(255)
-READ_COUNT = 50  # entries per read; each holds up to a buffer batch (5,000 clicks)
-READ_BLOCK_MS = 500  # also bounds how long a stop request waits for the consumer
-LAG_EVERY_S = 1.0  # each lag query is a round trip; once a second is plenty for a gauge
-BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.1, 5.0  # outages: retry soon, then settle at one try per 5 s
+READ_COUNT = 50  # entries per read
 
 _Key = tuple[int, Any]
 
@@ -227,82 +222,19 @@ async def run_consumer(
     stale_ms: int = 30_000,
 ) -> None:
     """Apply click batches from the stream until `stop` is set; outages are waited out, never fatal."""
-    worker = _Consumer(streams, aggregator, metrics, consumer, stream, group, stale_ms)
-    failures = 0
-    while not stop.is_set():
-        try:
-            await worker.step()
-            failures = 0
-            continue
-        except NoGroup:
-            # Redis came back empty (restarted without persistence): the group must be made again.
-            log.warning("click consumer group vanished; creating it again")
-            worker.group_ready = False
-        except (PortUnavailable, SQLAlchemyError, OSError) as exc:
-            log.warning("click consumer waiting out an outage", error=str(exc))
-        except Exception:
-            # A bug, not an outage. The entry stays pending (unacked) and comes back through
-            # claim_stale after stale_ms: retried slowly, never lost, never blocking the others.
-            log.exception(
-                "click batch failed", entry=worker.backlog[0].id if worker.backlog else None
-            )
-            worker.skip_current()
-        failures += 1
-        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failures - 1))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
 
-
-class _Consumer:
-    def __init__(
-        self,
-        streams: Streams,
-        aggregator: ClickAggregator,
-        metrics: Metrics,
-        name: str,
-        stream: str,
-        group: str,
-        stale_ms: int,
-    ) -> None:
-        self.streams, self.aggregator, self.name = streams, aggregator, name
-        self.stream, self.group, self.stale_ms = stream, group, stale_ms
-        self.lag_gauge = metrics.stream_lag.labels(stream, group)
-        self.backlog: deque[StreamEntry] = deque()  # read or claimed, not acked: retried first
-        self.group_ready, self.lag_due = False, 0.0
-
-    async def step(self) -> None:
-        if not self.group_ready:
-            await self.streams.ensure_group(self.stream, self.group)
-            self.group_ready = True
-        if not self.backlog:
-            self.backlog.extend(await self._fetch())
-        while self.backlog:
-            await self._handle(self.backlog[0])
-            self.backlog.popleft()
-        if time.monotonic() >= self.lag_due:
-            self.lag_gauge.set(await self.streams.lag(self.stream, self.group))
-            self.lag_due = time.monotonic() + LAG_EVERY_S
-
-    def skip_current(self) -> None:
-        if self.backlog:
-            self.backlog.popleft()
-
-    async def _fetch(self) -> list[StreamEntry]:
-        # Entries a crashed consumer took and never acked come first: they are the oldest clicks.
-        s, g = self.stream, self.group
-        stale = await self.streams.claim_stale(s, g, self.name, self.stale_ms, READ_COUNT)
-        return stale or await self.streams.read(s, g, self.name, READ_COUNT, READ_BLOCK_MS)
-
-    async def _handle(self, entry: StreamEntry) -> None:
+    async def handle(entry: StreamEntry) -> None:
         try:
             batch_id, clicks = decode_batch(entry.payload)
-            await self.aggregator.apply(batch_id, clicks)
+            await aggregator.apply(batch_id, clicks)
         except MalformedBatch as exc:
             log.error("dropping a malformed click batch", entry=entry.id, error=str(exc))
         except DataError as exc:  # the database refuses these values; retrying would loop forever
             log.error("dropping a click batch the database refused", entry=entry.id, error=str(exc))
-        # Only now: an entry acked before its commit would be lost if the process died in between.
-        await self.streams.ack(self.stream, self.group, [entry.id])
+
+    # Each entry holds up to a buffer batch (5,000 clicks).
+    where = ConsumerGroup(stream, group, consumer, read_count=READ_COUNT, stale_ms=stale_ms)
+    await run_stream_consumer(streams, metrics, where, handle, stop=stop)
 
 
 # A redelivered batch arrives within minutes (a consumer's stale claim); a week leaves ample margin.
