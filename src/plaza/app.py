@@ -15,12 +15,22 @@ from fastapi import FastAPI
 
 from plaza import __version__, ops
 from plaza.accounts import api as accounts_api
-from plaza.bootstrap import Platform, Services, build_services, close_platform, open_platform
+from plaza.bootstrap import (
+    Platform,
+    Services,
+    build_services,
+    close_platform,
+    close_services,
+    open_platform,
+)
 from plaza.chat import api as chat_api
+from plaza.chat.notifier import PUSH_GROUP, PUSH_STALE_MS
+from plaza.chat.push import PUSH_STREAM
 from plaza.links import api as links_api
 from plaza.links.analytics import purge_processed_batches, run_consumer
 from plaza.links.redirect import RedirectFastPath, Redirector
 from plaza.platform.clock import Clock
+from plaza.platform.consumer import ConsumerGroup, run_stream_consumer
 from plaza.platform.errors import install_error_handlers
 from plaza.platform.http import RequestContextMiddleware
 from plaza.platform.idempotency import IdempotencyMiddleware, purge_expired
@@ -68,6 +78,13 @@ def start_workers(background: Background, platform: Platform, services: Services
             platform.metrics,
             consumer=consumer,
             stop=background.stop,
+        ),
+    )
+    push = ConsumerGroup(PUSH_STREAM, PUSH_GROUP, consumer, stale_ms=PUSH_STALE_MS)
+    background.start(
+        "push-notifier",
+        run_stream_consumer(
+            platform.streams, platform.metrics, push, services.notifier.handle, stop=background.stop
         ),
     )
     background.start("sweeper", _sweep_periodically(platform, services, background.stop))
@@ -150,7 +167,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             undo_signals()
             await services.realtime.drain()  # clients are told when to reconnect, then closed
             await background.close()
-            services.geo.close()
+            await close_services(services)
             await close_platform(platform)
 
     api = FastAPI(

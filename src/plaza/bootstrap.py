@@ -15,6 +15,9 @@ from sqlalchemy.exc import IntegrityError
 
 from plaza.accounts.service import AccountsService
 from plaza.chat import frames as chat_frames
+from plaza.chat.notifier import Notifier
+from plaza.chat.push import OfflinePush
+from plaza.chat.pushers import LogPusher, PushProvider, WebhookPusher
 from plaza.chat.service import ChatService
 from plaza.links.analytics import ClickAggregator
 from plaza.links.cache import RedirectCache
@@ -71,6 +74,7 @@ class Services:
     geo: GeoLookup
     realtime: RealtimeHub
     chat: ChatService
+    notifier: Notifier
 
 
 async def open_platform(
@@ -172,7 +176,29 @@ def build_services(platform: Platform) -> Services:
         clock=clock,
     )
     realtime, chat = _build_chat(platform, accounts)
-    return Services(accounts, links, cache, clicks, aggregator, geo, realtime, chat)
+    notifier = Notifier(
+        db=db,
+        accounts=accounts,
+        provider=_push_provider(settings),
+        clock=clock,
+        max_attempts=settings.push_max_attempts,
+        retry_base_s=settings.push_retry_base_s,
+    )
+    return Services(accounts, links, cache, clicks, aggregator, geo, realtime, chat, notifier)
+
+
+def _push_provider(settings: Settings) -> PushProvider:
+    if settings.push_webhook_url:
+        return WebhookPusher(settings.push_webhook_url, timeout_s=settings.push_timeout_s)
+    return LogPusher()
+
+
+async def close_services(services: Services) -> None:
+    """Release what the services hold; the platform is closed after."""
+    if services.chat.offline_push is not None:
+        await services.chat.offline_push.aclose()
+    await services.notifier.provider.aclose()
+    services.geo.close()
 
 
 def _build_chat(platform: Platform, accounts: AccountsService) -> tuple[RealtimeHub, ChatService]:
@@ -196,6 +222,7 @@ def _build_chat(platform: Platform, accounts: AccountsService) -> tuple[Realtime
         pusher=realtime,
         ids=SnowflakeIds(platform.node, platform.clock.time),
         clock=platform.clock,
+        offline_push=OfflinePush(streams=platform.streams, presence=realtime),
         retention_days=settings.chat_retention_days,
     )
     chat_frames.register(realtime, chat)

@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     # 0 keeps them forever.
     chat_retention_days: int = Field(default=30, ge=0)
 
+    # Offline push: a notification per message for each recipient with no connection. Unset URL: each
+    # is a log line; set: POSTed there as JSON, retried (retryable failures) with backoff from
+    # push_retry_base_s, doubling, up to push_max_attempts tries, then kept in push_dead_letters.
+    push_webhook_url: str | None = None
+    push_max_attempts: int = Field(default=5, ge=1)
+    push_retry_base_s: float = Field(default=0.5, gt=0)
+    push_timeout_s: float = Field(default=5.0, gt=0)
+
     feed_celebrity_threshold: int = 10_000
 
     @field_validator("create_rate", "login_failures_per_user", "login_failures_per_ip")

@@ -116,6 +116,19 @@ class Sessions:
         if count:
             self._metrics.ws_frames.labels("out", kind).inc(count)
 
+    async def connected(self, user_ids: Collection[int]) -> set[int]:
+        """Which of these users have a connection on some process, as far as the registry knows.
+
+        With the registry unreachable, only this process's connections are known.
+        """
+        found = {user_id for user_id in user_ids if user_id in self._by_user}
+        elsewhere = [user_id for user_id in user_ids if user_id not in found]
+        peers = await self._live_peers() if elsewhere else {}
+        if peers:
+            for users in (await self._locate(elsewhere, peers)).values():
+                found.update(users)
+        return found
+
     async def _locate(
         self, user_ids: Collection[int], peers: dict[int, str]
     ) -> dict[str, list[int]]:
