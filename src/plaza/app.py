@@ -7,7 +7,7 @@ import contextlib
 import gc
 import os
 import socket
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
@@ -15,8 +15,17 @@ from fastapi import FastAPI
 
 from plaza import __version__, ops
 from plaza.accounts import api as accounts_api
-from plaza.bootstrap import Platform, Services, build_services, close_platform, open_platform
+from plaza.bootstrap import (
+    Platform,
+    Services,
+    build_services,
+    close_platform,
+    close_services,
+    open_platform,
+)
 from plaza.chat import api as chat_api
+from plaza.chat.notifier import PUSH_GROUP, PUSH_STALE_MS
+from plaza.chat.push import PUSH_STREAM
 from plaza.feed import api as feed_api
 from plaza.feed.fanout import GROUP as FANOUT_GROUP
 from plaza.feed.fanout import STREAM as FANOUT_STREAM
@@ -87,21 +96,46 @@ def start_workers(background: Background, platform: Platform, services: Services
         ),
     )
     background.start("feed-outbox-relay", services.relay.run(background.stop))
+    background.start(
+        "push-notifier",
+        consume(
+            platform.streams,
+            platform.metrics,
+            services.notifier.handle,
+            stream=PUSH_STREAM,
+            group=PUSH_GROUP,
+            consumer=consumer,
+            stop=background.stop,
+            stale_ms=PUSH_STALE_MS,
+        ),
+    )
     background.start("sweeper", _sweep_periodically(platform, services, background.stop))
 
 
 async def _sweep_periodically(platform: Platform, services: Services, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        try:
-            swept = await services.links.sweep_expired()
-            keys = await purge_expired(platform.db)
-            batches = await purge_processed_batches(platform.db)
-            if swept or keys or batches:
-                log.info("swept", expired_links=swept, idempotency_keys=keys, click_batches=batches)
-        except Exception:  # an outage must not end the job; it runs again next interval
-            log.exception("sweep failed")
+        await sweep_once(platform, services)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), platform.settings.expiry_sweep_interval_s)
+
+
+async def sweep_once(platform: Platform, services: Services) -> dict[str, int]:
+    """Every periodic clean-up, each on its own: one failing (an outage) does not stop the others."""
+    jobs: dict[str, Callable[[], Awaitable[int]]] = {
+        "expired_links": services.links.sweep_expired,
+        "idempotency_keys": lambda: purge_expired(platform.db),
+        "click_batches": lambda: purge_processed_batches(platform.db),
+        "chat_messages": services.chat.retention.purge_due,
+    }
+    done: dict[str, int] = {}
+    for name, job in jobs.items():
+        try:
+            done[name] = await job()
+        except Exception:  # it runs again next interval
+            log.exception("sweep failed", job=name)
+    if any(done.values()):
+        log.info("swept", **done)
+    return done
 
 
 async def _start_background(platform: Platform, services: Services) -> Background:
@@ -155,7 +189,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             undo_signals()
             await services.realtime.drain()  # clients are told when to reconnect, then closed
             await background.close()
-            services.geo.close()
+            await close_services(services)
             await close_platform(platform)
 
     api = FastAPI(

@@ -15,6 +15,9 @@ from sqlalchemy.exc import IntegrityError
 
 from plaza.accounts.service import AccountsService
 from plaza.chat import frames as chat_frames
+from plaza.chat.notifier import Notifier
+from plaza.chat.push import OfflinePush
+from plaza.chat.pushers import LogPusher, PushProvider, WebhookPusher
 from plaza.chat.service import ChatService
 from plaza.feed.fanout import FanOut, OutboxRelay
 from plaza.feed.posts import PostCache
@@ -80,6 +83,7 @@ class Services:
     feed: FeedService
     fanout: FanOut
     relay: OutboxRelay
+    notifier: Notifier
 
 
 async def open_platform(
@@ -197,9 +201,42 @@ def build_services(platform: Platform) -> Services:
     relay = OutboxRelay(db, platform.streams)
     feed.outbox_kick = relay.kick
     fanout = FanOut(feed, db, platform.metrics)
-    return Services(
-        accounts, links, cache, clicks, aggregator, geo, realtime, chat, feed, fanout, relay
+    notifier = Notifier(
+        db=db,
+        accounts=accounts,
+        provider=_push_provider(settings),
+        clock=clock,
+        max_attempts=settings.push_max_attempts,
+        retry_base_s=settings.push_retry_base_s,
     )
+    return Services(
+        accounts,
+        links,
+        cache,
+        clicks,
+        aggregator,
+        geo,
+        realtime,
+        chat,
+        feed,
+        fanout,
+        relay,
+        notifier,
+    )
+
+
+def _push_provider(settings: Settings) -> PushProvider:
+    if settings.push_webhook_url:
+        return WebhookPusher(settings.push_webhook_url, timeout_s=settings.push_timeout_s)
+    return LogPusher()
+
+
+async def close_services(services: Services) -> None:
+    """Release what the services hold; the platform is closed after."""
+    if services.chat.offline_push is not None:
+        await services.chat.offline_push.aclose()
+    await services.notifier.provider.aclose()
+    services.geo.close()
 
 
 def _build_chat(
@@ -235,6 +272,8 @@ def _build_chat(
         clock=platform.clock,
         limiter=platform.limiter,
         send_rate=settings.chat_send_bucket(),
+        offline_push=OfflinePush(streams=platform.streams, presence=realtime),
+        retention_days=settings.chat_retention_days,
     )
     chat_frames.register(realtime, chat)
     realtime.set_audience(chat.contacts)

@@ -93,7 +93,7 @@ async def _migrate(settings: Settings) -> None:
 
 async def _run_worker(settings: Settings) -> None:
     from plaza.app import Background, start_workers
-    from plaza.bootstrap import build_services, close_platform, open_platform
+    from plaza.bootstrap import build_services, close_platform, close_services, open_platform
 
     platform = await open_platform(settings)
     services = build_services(platform)
@@ -105,7 +105,7 @@ async def _run_worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
     await background.close()
-    services.geo.close()
+    await close_services(services)
     await close_platform(platform)
 
 

@@ -99,6 +99,18 @@ class Settings(BaseSettings):
     # so up to 16 processes started against one database never share one.
     node_id: int | None = Field(default=None, ge=0, le=15)
 
+    # Chat messages older than this are purged by the periodic job (every expiry_sweep_interval_s);
+    # 0 keeps them forever.
+    chat_retention_days: int = Field(default=30, ge=0)
+
+    # Offline push: a notification per message for each recipient with no connection. Unset URL: each
+    # is a log line; set: POSTed there as JSON, retried (retryable failures) with backoff from
+    # push_retry_base_s, doubling, up to push_max_attempts tries, then kept in push_dead_letters.
+    push_webhook_url: str | None = None
+    push_max_attempts: int = Field(default=5, ge=1)
+    push_retry_base_s: float = Field(default=0.5, gt=0)
+    push_timeout_s: float = Field(default=5.0, gt=0)
+
     # Authors with at least this many followers are not fanned out: readers merge their posts.
     feed_celebrity_threshold: int = Field(default=10_000, ge=1)
     # A timeline not read for this long expires; fan-out skips it and the next read rebuilds it.

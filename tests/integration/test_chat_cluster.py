@@ -40,3 +40,22 @@ def test_users_on_different_instances_exchange_messages(
         with online(one, token_of(alice)) as a:
             later = send_message(a, cid, "still there?")
         assert bob_phone.expect("message")["message"] == later
+
+
+def test_who_is_connected_is_known_across_instances(
+    app_factory: Any, pg_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    shared = {"database_url": pg_database_url, "redis_url": redis_url, "redis_prefix": redis_prefix}
+    one, two = app_factory(**shared), app_factory(**shared)
+    alice, bob = register(one, "alice"), register(one, "bob")
+    users = one.get("/api/v1/me", headers=alice).json(), one.get("/api/v1/me", headers=bob).json()
+    alice_id, bob_id = (int(user["id"]) for user in users)
+    hub = one.app.app.state.services.realtime
+
+    def connected() -> set[int]:
+        return set(one.portal.call(hub.connected, [alice_id, bob_id]))
+
+    assert connected() == set()
+    with online(one, token_of(alice)), online(two, token_of(bob)):
+        assert connected() == {alice_id, bob_id}  # bob only through the registry
+    assert connected() == set()

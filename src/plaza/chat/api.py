@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from plaza.chat.search import MAX_QUERY_CHARS
 from plaza.deps import CurrentUser, ServicesDep
 from plaza.platform.errors import BadRequest
 from plaza.platform.openapi import errors
@@ -17,6 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["chat"])
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 PRESENCE_MAX = 100  # users per presence query
 _MAX_SEQ = 2**53  # beyond any real seq, and still a valid BIGINT parameter
+_MAX_ID = 2**63 - 1  # the largest BIGINT parameter
 
 
 class UserSummary(BaseModel):
@@ -58,6 +60,13 @@ class MessagePage(BaseModel):
     next_cursor: str | None = Field(
         description="Continues in the same direction: older pages (the default), or newer ones "
         "when after_seq was given"
+    )
+
+
+class SearchResults(BaseModel):
+    items: list[MessageOut] = Field(description="Newest first")
+    next_cursor: str | None = Field(
+        description="Older matches; a page may hold fewer than `limit` items and still have one"
     )
 
 
@@ -183,6 +192,47 @@ async def presence(
     return {wanted[i]: PresenceOut(**status.view()) for i, status in statuses.items()}
 
 
+@router.get(
+    "/search/messages",
+    responses=errors(400, 401, 404),
+    description="Text messages of the caller's conversations (all of each conversation's history, "
+    "as the caller may read it) that contain every word of `q`, case-insensitively, anywhere, also "
+    "inside words: `東京` finds `私は東京に住んでいます`. Newest first. A query made only of "
+    "one- or two-character words reads at most the caller's 5,000 newest messages per page; the "
+    "cursor continues with older ones.",
+)
+async def search_messages(
+    services: ServicesDep,
+    user: CurrentUser,
+    q: Annotated[
+        str, Query(max_length=MAX_QUERY_CHARS, description="Words, separated by spaces")
+    ] = "",
+    conversation_id: Annotated[
+        str | None, Query(max_length=32, description="Only in this conversation")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=64, description="A next_cursor")] = None,
+) -> SearchResults:
+    page = await services.chat.search.messages(
+        user,
+        q,
+        conversation_id=conversation_id or None,
+        before_id=_decode_search_cursor(cursor),
+        limit=limit,
+    )
+    next_cursor = None if page.next_before is None else _b64(f"s:{page.next_before}")
+    return SearchResults.model_validate({"items": page.items, "next_cursor": next_cursor})
+
+
+def _decode_search_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    kind, _, before = _unb64(cursor).partition(":")
+    if kind != "s" or not before.isdigit():
+        raise _bad_cursor()
+    return min(int(before), _MAX_ID)
+
+
 def _b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
@@ -216,7 +266,7 @@ def _decode_cursor(cursor: str | None) -> tuple[dt.datetime, int] | None:
         at = _EPOCH + dt.timedelta(microseconds=int(parts[1]))
     except OverflowError:
         raise _bad_cursor() from None
-    return at, min(int(parts[2]), 2**63 - 1)
+    return at, min(int(parts[2]), _MAX_ID)
 
 
 def _decode_seq_cursor(

@@ -19,7 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from plaza.accounts.service import AccountsService, User
 from plaza.chat import store
 from plaza.chat.activity import ActivityService, Pusher
+from plaza.chat.push import OfflinePush
+from plaza.chat.retention import Retention
 from plaza.chat.rules import check_group_size, check_message, clean_name, new_conversation
+from plaza.chat.search import SearchService
 from plaza.chat.views import (
     StoredMessage,
     conversation_not_found,
@@ -82,11 +85,16 @@ class ChatService:
         clock: Clock,
         limiter: RateLimiter,
         send_rate: Rate,
+        offline_push: OfflinePush | None = None,
+        retention_days: int = 0,
     ) -> None:
         self.db, self.accounts, self.pusher = db, accounts, pusher
+        self.offline_push = offline_push
         self.ids, self.clock = ids, clock
         self.limiter, self.send_rate = limiter, send_rate
         self.activity = ActivityService(db=db, pusher=pusher, views=self.views_of, clock=clock)
+        self.search = SearchService(db=db, views=self.views_of)
+        self.retention = Retention(db=db, clock=clock, days=retention_days)
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
@@ -317,7 +325,7 @@ class ChatService:
         check_message(client_msg_id, content, message_type)
         await self._check_flood(user)
         try:
-            message, members = await self._store_message(
+            message, members, fresh = await self._store_message(
                 user, cid, client_msg_id, content, message_type
             )
         except IntegrityError:
@@ -328,7 +336,11 @@ class ChatService:
                     raise
                 message = StoredMessage.from_row(original)
                 members = await store.members_of(conn, message.conversation_id)
-        return await self._push(message, user, members, exclude=origin)
+            fresh = False
+        view = await self._push(message, user, members, exclude=origin)
+        if fresh and self.offline_push is not None:  # a retry's push went out with the original
+            self.offline_push.message_stored(view, [m for m in members if m != user.id])
+        return view
 
     async def _check_flood(self, user: User) -> None:
         """A token bucket per user (PLAZA_CHAT_SEND_RATE per second, PLAZA_CHAT_SEND_BURST at once)."""
@@ -341,12 +353,13 @@ class ChatService:
 
     async def _store_message(
         self, user: User, cid: int, client_msg_id: str, content: str, message_type: str
-    ) -> tuple[StoredMessage, list[int]]:
+    ) -> tuple[StoredMessage, list[int], bool]:
+        """The message, the conversation's members, and whether it was stored just now."""
         async with self.db.write() as conn:
             original = await store.message_by_client_id(conn, user.id, client_msg_id)
             if original is not None:
                 message = StoredMessage.from_row(original)
-                return message, await store.members_of(conn, message.conversation_id)
+                return message, await store.members_of(conn, message.conversation_id), False
             conv = await store.take_seq(conn, cid, self.now())
             members = await store.members_of(conn, cid) if conv is not None else []
             if conv is None or user.id not in members:
@@ -363,7 +376,7 @@ class ChatService:
             )
             await store.insert_message(conn, **vars(message))
             await store.advance_member(conn, cid, user.id, "read_seq", message.seq)
-        return message, members
+        return message, members, True
 
     async def _push(
         self,

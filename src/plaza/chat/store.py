@@ -6,13 +6,13 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from plaza.chat.tables import conversation_members as members
-from plaza.chat.tables import conversations, device_cursors, messages
+from plaza.chat.tables import conversations, device_cursors, messages, push_dead_letters
 from plaza.platform.db import AnyRow
 
 
@@ -235,6 +235,37 @@ async def messages_at(conn: AsyncConnection, positions: Sequence[tuple[int, int]
         and_(messages.c.conversation_id == cid, messages.c.seq == seq) for cid, seq in positions
     ]
     return list((await conn.execute(select(messages).where(or_(*wanted)))).all())
+
+
+async def delete_messages_before(conn: AsyncConnection, cutoff: dt.datetime, limit: int) -> int:
+    """Delete up to `limit` of the oldest messages created before `cutoff`; how many went."""
+    oldest = (
+        select(messages.c.id)
+        .where(messages.c.created_at < cutoff)
+        .order_by(messages.c.created_at)
+        .limit(limit)
+    )
+    result = await conn.execute(delete(messages).where(messages.c.id.in_(oldest)))
+    return int(result.rowcount or 0)
+
+
+# --- offline push dead letters ------------------------------------------------------------------
+
+
+async def insert_dead_letter(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(insert(push_dead_letters).values(**values))
+
+
+async def dead_letters(conn: AsyncConnection, limit: int = 100) -> list[AnyRow]:
+    query = select(push_dead_letters).order_by(push_dead_letters.c.id).limit(limit)
+    return list((await conn.execute(query)).all())
+
+
+async def delete_dead_letters_before(conn: AsyncConnection, cutoff: dt.datetime) -> int:
+    result = await conn.execute(
+        delete(push_dead_letters).where(push_dead_letters.c.created_at < cutoff)
+    )
+    return int(result.rowcount or 0)
 
 
 # --- cursors ------------------------------------------------------------------------------------

@@ -1,10 +1,17 @@
-"""Chat's tables: conversations, their members, messages, and what each device has been delivered."""
+"""Chat's tables: conversations, their members, messages, what each device has been delivered, and the
+offline pushes that could not be delivered.
+
+Message search lives outside this MetaData: migration 0003 builds it with dialect-specific DDL (an FTS5
+table kept in sync by triggers on SQLite, a pg_trgm GIN index on PostgreSQL). `SEARCH_OBJECTS` names what
+it creates, so that comparing the migrated schema to these tables passes over them.
+"""
 
 from sqlalchemy import (
     BigInteger,
     Column,
     ForeignKey,
     Index,
+    Integer,
     PrimaryKeyConstraint,
     String,
     Table,
@@ -12,7 +19,18 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from plaza.platform.db import BigId, UTCDateTime, metadata
+from plaza.platform.db import BigId, UTCDateTime, metadata, unmanaged
+
+MESSAGES_FTS = "messages_fts"  # SQLite: FTS5, trigram tokenizer, external content on `messages`
+MESSAGES_TRGM_INDEX = "ix_messages_content_trgm"  # PostgreSQL: GIN (content gin_trgm_ops)
+SEARCH_OBJECTS = frozenset(
+    {
+        MESSAGES_FTS,
+        *(f"{MESSAGES_FTS}_{shadow}" for shadow in ("data", "idx", "docsize", "config")),
+        MESSAGES_TRGM_INDEX,
+    }
+)
+unmanaged(SEARCH_OBJECTS)
 
 conversations = Table(
     "conversations",
@@ -66,6 +84,7 @@ messages = Table(
     Column("created_at", UTCDateTime, nullable=False),
     # Also the index every history and sync query reads.
     UniqueConstraint("conversation_id", "seq"),
+    Index("ix_messages_created_at", "created_at"),  # the retention job deletes the oldest first
     # A retried send finds its first attempt here.
     UniqueConstraint("sender_id", "client_msg_id"),
 )
@@ -84,4 +103,17 @@ device_cursors = Table(
     Column("delivered_seq", BigInteger, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),  # lets a later job forget dead devices
     PrimaryKeyConstraint("user_id", "device_id", "conversation_id"),
+)
+
+push_dead_letters = Table(
+    "push_dead_letters",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("recipient_id", BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("message_id", BigInteger, nullable=False),  # no foreign key: retention may purge it
+    Column("payload", Text, nullable=False),  # the JSON the push provider refused, as sent
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text, nullable=False),  # the last attempt's failure
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_push_dead_letters_created_at", "created_at"),  # purged with the messages they quote
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
@@ -20,6 +20,17 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+def unmanaged(names: Iterable[str]) -> None:
+    """Mark schema objects that migrations build with raw DDL (e.g. full-text indexes), which these
+    Tables cannot describe: comparisons of the database to the metadata pass over them."""
+    metadata.info.setdefault("unmanaged", set()).update(names)
+
+
+def is_managed(name: str | None) -> bool:
+    return name not in metadata.info.get("unmanaged", ())
+
 
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 

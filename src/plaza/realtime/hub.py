@@ -77,6 +77,10 @@ class RealtimeHub:
         """Push a frame to every connection of these users, on any process, except session `exclude`."""
         await self.sessions.deliver(user_ids, frame, exclude=exclude)
 
+    async def connected(self, user_ids: Collection[int]) -> set[int]:
+        """Which of these users have at least one connection, on any process."""
+        return await self.sessions.connected(user_ids)
+
     async def start(self) -> dict[str, Coroutine[Any, Any, None]]:
         """Join the session registry; returns the work to run in the background, by name."""
         await self.sessions.start()

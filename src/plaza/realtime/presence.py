@@ -91,7 +91,7 @@ class Presence:
                 continue
             del self._leaving[user_id]
             try:
-                if self.sessions.has_local(user_id) or await self.sessions.connected(user_id):
+                if self.sessions.has_local(user_id) or await self.sessions.connected([user_id]):
                     continue
                 await self.kv.delete(_on_key(user_id))
                 await self.kv.set(_seen_key(user_id), self._iso(left_at).encode())

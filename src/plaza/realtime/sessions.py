@@ -71,16 +71,6 @@ class Sessions:
     def local_users(self) -> list[int]:
         return list(self._by_user)
 
-    async def connected(self, user_id: int) -> bool:
-        """Whether the user has a connection open on any process (this one included)."""
-        if user_id in self._by_user:
-            return True
-        peers = await self._live_peers()
-        if not peers:
-            return False
-        found = await self._kv.get_many([_user_key(user_id, slot) for slot in peers])
-        return any(node is not None for node in found)
-
     async def add(self, session: Session) -> bool:
         """Register a session; True if it is its user's first on this process."""
         local = self._by_user.setdefault(session.user.id, {})
@@ -139,6 +129,19 @@ class Sessions:
                     count += 1
         if count:
             self._metrics.ws_frames.labels("out", kind).inc(count)
+
+    async def connected(self, user_ids: Collection[int]) -> set[int]:
+        """Which of these users have a connection on some process, as far as the registry knows.
+
+        With the registry unreachable, only this process's connections are known.
+        """
+        found = {user_id for user_id in user_ids if user_id in self._by_user}
+        elsewhere = [user_id for user_id in user_ids if user_id not in found]
+        peers = await self._live_peers() if elsewhere else {}
+        if peers:
+            for users in (await self._locate(elsewhere, peers)).values():
+                found.update(users)
+        return found
 
     async def _locate(
         self, user_ids: Collection[int], peers: dict[int, str]
