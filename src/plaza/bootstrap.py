@@ -274,6 +274,7 @@ def _build_chat(
         send_rate=settings.chat_send_bucket(),
         offline_push=OfflinePush(streams=platform.streams, presence=realtime),
         retention_days=settings.chat_retention_days,
+        metrics=platform.metrics,
     )
     chat_frames.register(realtime, chat)
     realtime.set_audience(chat.contacts)

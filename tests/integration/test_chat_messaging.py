@@ -232,3 +232,19 @@ def test_receipts_unread_counts_and_typing(client: Any) -> None:
         assert [f["state"] for f in frames] == ["start", "stop"]
         assert frames[0]["user"]["username"] == "alice" and frames[0]["conversation_id"] == cid
         assert a.frames(quiet_s=0.1) == []  # not echoed to the typist
+
+
+def test_metrics_count_messages_and_time_their_delivery(client: Any) -> None:
+    alice, bob = register(client, "alice"), register(client, "bob")
+    cid = conversation(client, alice, "bob")
+    with online(client, token_of(alice)) as a, online(client, token_of(bob)) as b:
+        for i in range(3):
+            send_message(a, cid, f"m{i}", client_msg_id=f"c{i}")
+            b.expect("message")
+        send_message(a, cid, "m0", client_msg_id="c0")  # a retry: stored once, counted once
+        b.expect("message")
+    text = client.get("/metrics").text
+    assert re.search(r"^plaza_chat_messages_total 3\.0$", text, re.M), text
+    delivered = re.search(r"^plaza_ws_delivery_seconds_count (\S+)$", text, re.M)
+    assert delivered is not None and float(delivered.group(1)) >= 4  # one per frame to bob
+    assert "plaza_ws_connections" in text and "plaza_ws_slow_clients_total" in text

@@ -33,7 +33,12 @@ class Pusher(Protocol):
     """The realtime hub, as chat sees it: frames to every connection of some users."""
 
     async def deliver(
-        self, user_ids: Collection[int], frame: Mapping[str, Any], *, exclude: str | None = None
+        self,
+        user_ids: Collection[int],
+        frame: Mapping[str, Any],
+        *,
+        exclude: str | None = None,
+        since: float | None = None,
     ) -> None: ...
 
 

@@ -8,6 +8,7 @@ only then are frames pushed, through the realtime hub.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from plaza.platform.db import AnyRow, Database
 from plaza.platform.errors import BadRequest, Forbidden, NotFound, RateLimited
 from plaza.platform.ids import SnowflakeIds
 from plaza.platform.kv import PortUnavailable
+from plaza.platform.metrics import Metrics
 from plaza.platform.ratelimit import RateLimiter
 from plaza.settings import Rate
 
@@ -87,8 +89,10 @@ class ChatService:
         send_rate: Rate,
         offline_push: OfflinePush | None = None,
         retention_days: int = 0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db, self.accounts, self.pusher = db, accounts, pusher
+        self.metrics = metrics or Metrics()
         self.offline_push = offline_push
         self.ids, self.clock = ids, clock
         self.limiter, self.send_rate = limiter, send_rate
@@ -338,6 +342,8 @@ class ChatService:
                 members = await store.members_of(conn, message.conversation_id)
             fresh = False
         view = await self._push(message, user, members, exclude=origin)
+        if fresh:
+            self.metrics.chat_messages.inc()
         if fresh and self.offline_push is not None:  # a retry's push went out with the original
             self.offline_push.message_stored(view, [m for m in members if m != user.id])
         return view
@@ -387,5 +393,6 @@ class ChatService:
         exclude: str | None = None,
     ) -> dict[str, Any]:
         view = message_view(message, sender.summary())
-        await self.pusher.deliver(members, {"type": "message", "message": view}, exclude=exclude)
+        frame = {"type": "message", "message": view}
+        await self.pusher.deliver(members, frame, exclude=exclude, since=time.time())
         return view

@@ -63,6 +63,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.ws_delivery_seconds = Histogram(
+            "plaza_ws_delivery_seconds",
+            "From a chat message's commit to its frame written to a recipient's socket",
+            buckets=(*LATENCY_BUCKETS, 5, 10),
+            registry=self.registry,
+        )
+        self.chat_messages = Counter(
+            "plaza_chat_messages_total",
+            "Chat messages members sent, each counted once (a retried send is not); rate() of it is "
+            "messages per second",
+            registry=self.registry,
+        )
         self.feed_timeline_inserts = Counter(
             "plaza_feed_timeline_inserts_total",
             "Post ids written into home and celebrity timelines by fan-out",

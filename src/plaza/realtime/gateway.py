@@ -110,6 +110,7 @@ async def _serve(hub: RealtimeHub, websocket: WebSocket, user: User, device_id: 
         queue_size=hub.queue_size,
     )
     session.on_overflow = hub.metrics.ws_kicked.inc
+    session.on_written = hub.metrics.ws_delivery_seconds.observe
     ready = {"type": "ready", "user": user.summary(), "device_id": device_id}
     # Queued before the session is findable, so it is the first frame; written once the registry
     # (other processes included) knows where this user is.

@@ -72,10 +72,18 @@ class RealtimeHub:
         return self._handlers.get(frame_type)
 
     async def deliver(
-        self, user_ids: Collection[int], frame: Mapping[str, Any], *, exclude: str | None = None
+        self,
+        user_ids: Collection[int],
+        frame: Mapping[str, Any],
+        *,
+        exclude: str | None = None,
+        since: float | None = None,
     ) -> None:
-        """Push a frame to every connection of these users, on any process, except session `exclude`."""
-        await self.sessions.deliver(user_ids, frame, exclude=exclude)
+        """Push a frame to every connection of these users, on any process, except session `exclude`.
+
+        `since`: when the event it carries happened (wall clock), measured until the frame is written.
+        """
+        await self.sessions.deliver(user_ids, frame, exclude=exclude, since=since)
 
     async def connected(self, user_ids: Collection[int]) -> set[int]:
         """Which of these users have at least one connection, on any process."""

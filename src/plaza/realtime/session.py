@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
@@ -46,6 +47,7 @@ class Session:
             asyncio.Event()
         )  # set once the writer is done (close sent, or the client gone)
         self.on_overflow: Callable[[], None] = lambda: None
+        self.on_written: Callable[[float], None] = lambda _seconds: None
         self._send_text, self._close = send_text, close
         self._queue: asyncio.Queue[object] = asyncio.Queue(queue_size)
         self._closing: tuple[int, str, str | None] | None = None
@@ -54,12 +56,16 @@ class Session:
     def closing(self) -> bool:
         return self._closing is not None
 
-    def push(self, text: str) -> None:
-        """Queue an encoded frame at once; a full queue means the client is told to reconnect."""
+    def push(self, text: str, since: float | None = None) -> None:
+        """Queue an encoded frame at once; a full queue means the client is told to reconnect.
+
+        `since` (wall-clock seconds): when what the frame carries happened, e.g. a message's commit;
+        `on_written` hears how long it took to reach the socket.
+        """
         if self._closing is not None:
             return
         try:
-            self._queue.put_nowait(text)
+            self._queue.put_nowait(text if since is None else (text, since))
         except asyncio.QueueFull:
             self.on_overflow()
             self.close(
@@ -95,8 +101,13 @@ class Session:
         """Write queued frames until `close()`; then the farewell and the close frame."""
         try:
             while (item := await self._queue.get()) is not _END:
-                assert isinstance(item, str)
-                await self._send_text(item)
+                if isinstance(item, tuple):
+                    text, since = item
+                    await self._send_text(text)
+                    self.on_written(time.time() - since)
+                else:
+                    assert isinstance(item, str)
+                    await self._send_text(item)
             assert self._closing is not None
             code, reason, farewell = self._closing
             if farewell is not None:

@@ -101,31 +101,44 @@ class Sessions:
     # --- delivery -------------------------------------------------------------------------------
 
     async def deliver(
-        self, user_ids: Collection[int], frame: Mapping[str, Any], *, exclude: str | None = None
+        self,
+        user_ids: Collection[int],
+        frame: Mapping[str, Any],
+        *,
+        exclude: str | None = None,
+        since: float | None = None,
     ) -> None:
-        """Send a frame to every connection of these users, wherever it is, but not to `exclude`."""
+        """Send a frame to every connection of these users, wherever it is, but not to `exclude`.
+
+        `since`: wall-clock time of the event the frame carries, for the delivery latency metric.
+        """
         text = encode(frame)  # once, whatever the number of recipients
         kind = str(frame.get("type"))
-        self.deliver_local(user_ids, text, exclude, kind)
+        self.deliver_local(user_ids, text, exclude, kind, since)
         peers = await self._live_peers()
         if not peers or not user_ids:
             return
         by_node = await self._locate(user_ids, peers)
         for node, users in by_node.items():
-            payload = orjson.dumps({"u": users, "f": text, "x": exclude, "t": kind})
+            payload = orjson.dumps({"u": users, "f": text, "x": exclude, "t": kind, "s": since})
             try:
                 await self._pubsub.publish(f"rt:node:{node}", payload)
             except PortUnavailable:
                 log.warning("frame not relayed: pubsub unavailable", node=node, type=kind)
 
     def deliver_local(
-        self, user_ids: Collection[int], text: str, exclude: str | None, kind: str
+        self,
+        user_ids: Collection[int],
+        text: str,
+        exclude: str | None,
+        kind: str,
+        since: float | None = None,
     ) -> None:
         count = 0
         for user_id in user_ids:
             for session in self._by_user.get(user_id, {}).values():
                 if session.id != exclude:
-                    session.push(text)
+                    session.push(text, since)
                     count += 1
         if count:
             self._metrics.ws_frames.labels("out", kind).inc(count)
@@ -237,7 +250,9 @@ class Sessions:
             return
         try:
             data = orjson.loads(message.payload)
-            self.deliver_local(data["u"], data["f"], data.get("x"), str(data.get("t")))
+            self.deliver_local(
+                data["u"], data["f"], data.get("x"), str(data.get("t")), data.get("s")
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("malformed relayed frame ignored", channel=message.channel)
 
