@@ -248,3 +248,40 @@ def test_metrics_count_messages_and_time_their_delivery(client: Any) -> None:
     delivered = re.search(r"^plaza_ws_delivery_seconds_count (\S+)$", text, re.M)
     assert delivered is not None and float(delivered.group(1)) >= 4  # one per frame to bob
     assert "plaza_ws_connections" in text and "plaza_ws_slow_clients_total" in text
+
+
+def test_new_conversations_reach_their_members_at_once(client: Any) -> None:
+    alice, bob = register(client, "alice"), register(client, "bob")
+    _, dave = register(client, "carol"), register(client, "dave")
+    with online(client, token_of(bob)) as b, online(client, token_of(dave)) as d:
+        direct = conversation(client, alice, "bob")
+        frame = b.expect("conversation")["conversation"]
+        assert (frame["id"], frame["kind"], frame["unread_count"]) == (direct, "direct", 0)
+        conversation(client, alice, "bob")  # the same direct conversation: nothing new
+        assert [f for f in b.frames(quiet_s=0.3) if f["type"] == "conversation"] == []
+        group = conversation(client, alice, "bob", "carol", name="Trip")
+        assert b.expect("conversation")["conversation"]["name"] == "Trip"
+        added = client.post(
+            f"/api/v1/conversations/{group}/members", json={"members": ["dave"]}, headers=alice
+        )
+        assert added.status_code == 200
+        joined = d.expect("conversation")["conversation"]
+        assert joined["id"] == group and "dave" in [m["username"] for m in joined["members"]]
+
+
+def test_group_receipts_are_coalesced_to_one_a_second(client: Any) -> None:
+    alice, bob = register(client, "alice"), register(client, "bob")
+    register(client, "carol")
+    group = conversation(client, alice, "bob", "carol", name="g")
+    with online(client, token_of(alice)) as a, online(client, token_of(bob)) as b:
+        for i in range(3):
+            send_message(a, group, f"m{i}")
+        for seq in (1, 2, 3):
+            b.send({"type": "read", "conversation_id": group, "seq": seq})
+        b.settle()
+        reads = [
+            f["seq"]
+            for f in a.frames(quiet_s=1.5)
+            if f["type"] == "receipt" and f["status"] == "read"
+        ]
+        assert reads == [1, 3]  # the first at once, the newest when the second is over

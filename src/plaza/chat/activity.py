@@ -19,6 +19,10 @@ from plaza.platform.errors import NotFound
 __all__ = ["ActivityService", "Pusher", "SyncPlan"]
 
 TYPING_INTERVAL_S = 2.0  # at most one `start` per member per conversation this often
+RECEIPT_INTERVAL_S = (
+    1.0  # in groups, at most one receipt per member, conversation and status this often
+)
+RECEIPTS_REMEMBERED = 50_000
 TYPING_AUTO_STOP_S = 5.0  # a `start` not followed by `stop` or another `start` ends by itself
 TYPING_REMEMBERED = 50_000  # (member, conversation) throttle entries kept; the oldest are forgotten
 SYNC_PAGE = 200  # messages per query while replaying
@@ -50,6 +54,15 @@ class SyncPlan:
     more: bool = False
 
 
+@dataclass
+class _Coalesced:
+    """One member's receipts of one status in one group: when the last went out, and the held one."""
+
+    sent_at: float
+    held: tuple[list[int], dict[str, Any], str | None] | None = None
+    timer: asyncio.TimerHandle | None = None
+
+
 class ActivityService:
     def __init__(self, *, db: Database, pusher: Pusher, views: Views, clock: Clock) -> None:
         self.db, self._deliver, self._views, self.clock = db, pusher.deliver, views, clock
@@ -57,6 +70,7 @@ class ActivityService:
         # (member, conversation) -> the pending automatic stop, and who hears it
         self._auto_stops: dict[tuple[int, int], tuple[asyncio.TimerHandle, list[int]]] = {}
         self._tasks: set[asyncio.Future[None]] = set()
+        self._receipts: OrderedDict[tuple[int, int, str], _Coalesced] = OrderedDict()
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
@@ -74,7 +88,7 @@ class ActivityService:
             advanced = await store.advance_member(conn, cid, user.id, "read_seq", seq)
             members = await store.members_of(conn, cid) if advanced else []
         if advanced:
-            await self._deliver(members, _receipt(cid, user, "read", seq), exclude=origin)
+            await self._receipt(members, _receipt(cid, user, "read", seq), exclude=origin)
 
     async def mark_delivered(
         self, user: User, device_id: str, conversation_id: object, seq: int
@@ -89,7 +103,49 @@ class ActivityService:
             members = await store.members_of(conn, cid) if advanced else []
         others = [m for m in members if m != user.id]
         if others:
-            await self._deliver(others, _receipt(cid, user, "delivered", seq))
+            await self._receipt(
+                others, _receipt(cid, user, "delivered", seq), group=len(members) > 2
+            )
+
+    async def _receipt(
+        self,
+        to: list[int],
+        frame: dict[str, Any],
+        *,
+        exclude: str | None = None,
+        group: bool | None = None,
+    ) -> None:
+        """Send a receipt; in groups at most one per member, conversation and status per
+        RECEIPT_INTERVAL_S: those in between are held, and the newest goes out when the interval ends."""
+        if group is None:
+            group = len(to) > 2
+        if not group:
+            await self._deliver(to, frame, exclude=exclude)
+            return
+        key = (int(frame["user"]["id"]), int(frame["conversation_id"]), str(frame["status"]))
+        now = self.clock.monotonic()
+        state = self._receipts.get(key)
+        if state is None or (state.timer is None and now - state.sent_at >= RECEIPT_INTERVAL_S):
+            self._receipts[key] = _Coalesced(sent_at=now)
+            self._receipts.move_to_end(key)
+            while len(self._receipts) > RECEIPTS_REMEMBERED:
+                self._receipts.popitem(last=False)
+            await self._deliver(to, frame, exclude=exclude)
+            return
+        state.held = (to, frame, exclude)  # the newest wins: receipts are cumulative
+        if state.timer is None:
+            wait = max(0.0, RECEIPT_INTERVAL_S - (now - state.sent_at))
+            state.timer = asyncio.get_running_loop().call_later(wait, self._release, key)
+
+    def _release(self, key: tuple[int, int, str]) -> None:
+        state = self._receipts.get(key)
+        if state is None or state.held is None:
+            return
+        to, frame, exclude = state.held
+        state.held, state.timer, state.sent_at = None, None, self.clock.monotonic()
+        task = asyncio.ensure_future(self._deliver(to, frame, exclude=exclude))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- typing ---------------------------------------------------------------------------------
 

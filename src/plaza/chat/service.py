@@ -115,35 +115,44 @@ class ChatService:
             raise BadRequest("Name at least one other member.", code="no_members", field="members")
         now = self.now()
         if len(others) == 1 and name is None:
-            conversation_id = await self._direct(user.id, others[0].id, now)
+            conversation_id, created = await self._direct(user.id, others[0].id, now)
         else:
-            conversation_id = await self._group(user.id, [u.id for u in others], name, now)
-        return await self.conversation(user, conversation_id)
+            conversation_id, created = await self._group(user.id, [u.id for u in others], name, now)
+        view = await self.conversation(user, conversation_id)
+        if created:
+            await self._announce_conversation(view, [user.id, *(u.id for u in others)])
+        return view
 
-    async def _direct(self, user_id: int, other_id: int, now: dt.datetime) -> int:
+    async def _announce_conversation(self, view: dict[str, Any], user_ids: list[int]) -> None:
+        """Members' open devices learn of a conversation they are now in, before any message."""
+        frame = {"type": "conversation", "conversation": view | {"unread_count": 0}}
+        await self.pusher.deliver(user_ids, frame)
+
+    async def _direct(self, user_id: int, other_id: int, now: dt.datetime) -> tuple[int, bool]:
+        """The pair's direct conversation, and whether it was made just now."""
         key = f"{min(user_id, other_id)}:{max(user_id, other_id)}"
         async with self.db.write() as conn:
             existing = await store.conversation_by_direct_key(conn, key)
             if existing is not None:
-                return int(existing.id)
+                return int(existing.id), False
             values = new_conversation("direct", None, user_id, now) | {"direct_key": key}
             try:
                 conversation_id = await store.insert_conversation(conn, **values)
             except store.DirectExists:
                 found = await store.conversation_by_direct_key(conn, key)
                 assert found is not None
-                return int(found.id)
+                return int(found.id), False
             await store.add_members(conn, conversation_id, [user_id, other_id], now, seq=0)
-        return conversation_id
+        return conversation_id, True
 
     async def _group(
         self, creator_id: int, other_ids: list[int], name: str | None, now: dt.datetime
-    ) -> int:
+    ) -> tuple[int, bool]:
         async with self.db.write() as conn:
             values = new_conversation("group", name, creator_id, now)
             conversation_id = await store.insert_conversation(conn, **values)
             await store.add_members(conn, conversation_id, [creator_id, *other_ids], now, seq=0)
-        return conversation_id
+        return conversation_id, True
 
     async def conversation(self, user: User, conversation_id: object) -> dict[str, Any]:
         cid = parse_conversation_id(conversation_id)
@@ -204,7 +213,9 @@ class ChatService:
         except _NoChange:
             return await self.conversation(user, cid)
         await self._push(message, user, [*current, *(u.id for u in new)])
-        return await self.conversation(user, cid)
+        view = await self.conversation(user, cid)
+        await self._announce_conversation(view, [u.id for u in new])
+        return view
 
     async def remove_member(self, user: User, conversation_id: object, username: str) -> None:
         """Leave a group (anyone), or remove someone from it (its creator only)."""
