@@ -151,12 +151,12 @@ def new_page(
 
 
 def register(page: Any, username: str, display_name: str = "") -> None:
-    """Creates an account through the register page; the page ends logged in, on its links."""
+    """Creates an account through the register page; the page ends logged in, on the feed."""
     page.goto("/app/register")
     page.get_by_label("Username").fill(username)
     if display_name:
         page.get_by_label("Display name").fill(display_name)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
-    page.wait_for_url("**/app/links")
+    page.wait_for_url("**/app/feed")
     page.locator("#whoami").wait_for()

@@ -44,6 +44,8 @@ PAGES = {
     "register": ("Create an account", "auth.js"),
     "links": ("My links", "links.js"),
     "stats": ("Link statistics", "stats.js"),
+    "feed": ("Feed", "feed.js"),
+    "profile": ("Profile", "profile.js"),
 }
 
 router = APIRouter(include_in_schema=False)
@@ -81,7 +83,7 @@ async def home(request: Request, platform: PlatformDep) -> Response:
 
 @router.get("/app")
 async def app_root() -> Response:
-    return RedirectResponse("/app/links", status_code=302)
+    return RedirectResponse("/app/feed", status_code=302)
 
 
 @router.get("/app/login")
@@ -102,3 +104,13 @@ async def links(request: Request, platform: PlatformDep) -> Response:
 @router.get("/app/links/{code}")
 async def link_stats(code: str, request: Request, platform: PlatformDep) -> Response:
     return _page("stats", request, platform)
+
+
+@router.get("/app/feed")
+async def feed(request: Request, platform: PlatformDep) -> Response:
+    return _page("feed", request, platform)
+
+
+@router.get("/app/u/{username}")
+async def profile(username: str, request: Request, platform: PlatformDep) -> Response:
+    return _page("profile", request, platform)

@@ -6,7 +6,7 @@ import { $, nextPath } from "./dom.js";
 const form = $("#auth-form");
 const error = $("#error");
 const registering = document.body.dataset.page === "register";
-const next = nextPath("/app/links");
+const next = nextPath("/app/feed");
 
 if (location.search) $("#switch").href += location.search;
 
