@@ -35,7 +35,7 @@ def test_pages_are_html_shells_under_a_strict_policy(client: TestClient) -> None
         assert "script-src 'self';" in policy and "unsafe-inline" not in policy
         assert "frame-ancestors 'none'" in policy
         assert page.headers["x-content-type-options"] == "nosniff"
-    for path in ["/app/feed", "/app/u/alice"]:
+    for path in ["/app/feed", "/app/chat", "/app/u/alice"]:
         assert client.get(path).status_code == 200, path
     assert client.get("/app", follow_redirects=False).headers["location"] == "/app/feed"
     script = client.get("/static/js/api.js")

@@ -46,6 +46,7 @@ PAGES = {
     "stats": ("Link statistics", "stats.js"),
     "feed": ("Feed", "feed.js"),
     "profile": ("Profile", "profile.js"),
+    "chat": ("Chat", "chat.js"),
 }
 
 router = APIRouter(include_in_schema=False)
@@ -114,3 +115,8 @@ async def feed(request: Request, platform: PlatformDep) -> Response:
 @router.get("/app/u/{username}")
 async def profile(username: str, request: Request, platform: PlatformDep) -> Response:
     return _page("profile", request, platform)
+
+
+@router.get("/app/chat")
+async def chat(request: Request, platform: PlatformDep) -> Response:
+    return _page("chat", request, platform)
