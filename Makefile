@@ -6,7 +6,7 @@ PYTHON ?= python3
 CODE := $(wildcard src tests bench)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test lint format bench clean
+.PHONY: help install browser run test lint format bench screenshots clean
 CHROMIUM ?= /usr/bin/chromium
 
 help: ## List the targets
@@ -41,6 +41,9 @@ format: install ## Apply ruff's formatting and safe fixes
 
 bench: install ## Benchmarks; figures are appended to bench/RESULTS.md
 	$(PY) bench/run.py
+
+screenshots: install browser ## Screenshots of the main pages into docs/screenshots (sample data)
+	$(PY) -m tests.browser.screenshots docs/screenshots
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis

@@ -30,19 +30,18 @@ function chart(daily) {
   const days = lastDays();
   const values = days.map((day) => counts.get(day) || 0);
   const top = Math.max(1, ...values);
-  const width = 600, height = 160, gap = 2, bar = width / DAYS;
+  const width = 600, height = 150, gap = 2, bar = width / DAYS;
   const total = values.reduce((a, b) => a + b, 0);
   const bars = values.map((value, i) => {
-    const tall = Math.max(value ? 2 : 0, (value / top) * (height - 20));
+    const tall = Math.max(value ? 2 : 0, (value / top) * (height - 4));
     return svg("rect", { x: i * bar + gap / 2, y: height - tall, width: bar - gap, height: tall, class: "bar" },
       svg("title", {}, `${days[i]}: ${value} click${value === 1 ? "" : "s"}`));
   });
   const axis = svg("line", { x1: 0, y1: height - 0.5, x2: width, y2: height - 0.5, class: "axis" });
-  const label = svg("text", { x: 0, y: 12, class: "label" }, `max ${top}/day`);
   $("#chart").replaceChildren(svg("svg", {
     viewBox: `0 0 ${width} ${height}`, role: "img", preserveAspectRatio: "none",
     "aria-label": `${total} clicks in the last ${DAYS} days; busiest day ${top}.`,
-  }, axis, label, ...bars));
+  }, axis, ...bars), h("p", { class: "muted small", text: `${total} clicks; busiest day ${top}` }));
 }
 
 function bars(list, items, nameOf) {
