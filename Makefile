@@ -6,7 +6,8 @@ PYTHON ?= python3
 CODE := $(wildcard src tests bench)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench bench-feed clean
+.PHONY: help install browser run test lint format bench bench-feed screenshots clean
+CHROMIUM ?= /usr/bin/chromium
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -22,7 +23,11 @@ install: $(STAMP) ## Create .venv and install Plaza with its dev extras
 run: install ## Serve everything on http://127.0.0.1:8000 (SQLite file, in-process cache and bus)
 	$(VENV)/bin/plaza serve --host 127.0.0.1 --port 8000
 
-test: install ## Run every test (PostgreSQL and Redis tests too; under CI=true they must be reachable)
+browser: ## Debian's Chromium for the browser tests (Playwright downloads no browser here)
+	@test -x $(CHROMIUM) || { apt-get update -qq && apt-get install -y -qq chromium; } \
+		|| echo "could not install chromium: browser tests will be skipped (and fail under CI=true)"
+
+test: install browser ## Run every test (PostgreSQL, Redis and Chromium too; under CI=true they must be there)
 	$(VENV)/bin/pytest
 
 lint: install ## ruff format --check, ruff check, mypy --strict on src
@@ -39,6 +44,9 @@ bench: install ## Benchmarks; figures are appended to bench/RESULTS.md
 
 bench-feed: install ## Feed benchmark (fan-out vs stream-framework-plus, reads, memory), ~3 min
 	$(PY) bench/feed.py
+
+screenshots: install browser ## Screenshots of the main pages into docs/screenshots (sample data)
+	$(PY) -m tests.browser.screenshots docs/screenshots
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis

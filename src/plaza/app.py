@@ -42,6 +42,9 @@ from plaza.platform.openapi import contract_openapi
 from plaza.realtime.gateway import websocket_endpoint
 from plaza.realtime.shutdown import drain_on_signals
 from plaza.settings import Settings
+from plaza.web import auth as web_auth
+from plaza.web import pages as web_pages
+from plaza.web.csrf import CsrfMiddleware
 
 log = structlog.get_logger("plaza.app")
 STOP_GRACE_S = 10.0  # background tasks get this long to finish (e.g. flush clicks) on shutdown
@@ -204,8 +207,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     api.include_router(links_api.router)
     api.include_router(chat_api.router)
     api.include_router(feed_api.router)
+    api.include_router(web_auth.router)
+    api.include_router(web_pages.router)
+    api.mount("/static", web_pages.static_files(), name="static")
     api.add_api_websocket_route("/ws", websocket_endpoint)
     api.add_middleware(IdempotencyMiddleware)
+    api.add_middleware(CsrfMiddleware)  # inside the request context, before a key is claimed
     api.add_middleware(
         RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
     )

@@ -1,4 +1,8 @@
-"""FastAPI dependencies shared by every context's API: the services, the caller, the client address."""
+"""FastAPI dependencies shared by every context's API: the services, the caller, the client address.
+
+The caller is found from `Authorization: Bearer <token>`, else from the web app's session cookie, which
+holds the same opaque token (CSRF is checked before this, in `plaza.web.csrf`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from plaza.accounts.service import User
 from plaza.bootstrap import Platform, Services
 from plaza.platform.errors import Unauthorized
+from plaza.web.cookies import SESSION_COOKIE
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/token")
 
@@ -39,22 +44,37 @@ async def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+async def presented_token(request: Request, credentials: Credentials) -> str | None:
+    """The token the request presents: the bearer header's, else the session cookie's."""
+    if credentials is not None:
+        return credentials.credentials
+    if request.headers.get("authorization"):
+        raise Unauthorized("Use 'Authorization: Bearer <token>'.", code="invalid_token")
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
 async def optional_user(
     request: Request, services: ServicesDep, credentials: Credentials
 ) -> User | None:
-    if credentials is None:
-        if request.headers.get("authorization"):
-            raise Unauthorized("Use 'Authorization: Bearer <token>'.", code="invalid_token")
+    token = await presented_token(request, credentials)
+    if token is None:
         return None
-    return await services.accounts.authenticate(credentials.credentials)
+    if credentials is None:
+        # A stale cookie is no credential: the browser is anonymous until it logs in again.
+        try:
+            return await services.accounts.authenticate(token)
+        except Unauthorized:
+            return None
+    return await services.accounts.authenticate(token)
 
 
 async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
     if user is None:
-        raise Unauthorized("This needs a bearer token.", code="unauthorized")
+        raise Unauthorized("This needs a bearer token or a session.", code="unauthorized")
     return user
 
 
 OptionalUser = Annotated[User | None, Depends(optional_user)]
 CurrentUser = Annotated[User, Depends(current_user)]
 ClientIp = Annotated[str, Depends(client_ip)]
+PresentedToken = Annotated[str | None, Depends(presented_token)]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from plaza.accounts.service import User
-from plaza.deps import ClientIp, Credentials, CurrentUser, ServicesDep
+from plaza.deps import ClientIp, CurrentUser, PresentedToken, ServicesDep
 from plaza.platform.openapi import errors
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
@@ -74,9 +74,9 @@ async def issue_token(body: LoginIn, services: ServicesDep, ip: ClientIp) -> Tok
 
 
 @router.delete("/auth/token", status_code=204, responses=errors(401))
-async def revoke_token(_: CurrentUser, credentials: Credentials, services: ServicesDep) -> Response:
-    assert credentials is not None  # CurrentUser guarantees it
-    await services.accounts.revoke(credentials.credentials)
+async def revoke_token(_: CurrentUser, token: PresentedToken, services: ServicesDep) -> Response:
+    assert token is not None  # CurrentUser guarantees it
+    await services.accounts.revoke(token)
     return Response(status_code=204)
 
 

@@ -19,6 +19,7 @@ from plaza.platform.metrics import Metrics
 
 log = structlog.get_logger("plaza.http")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+SESSION_COOKIE = "plaza_session"  # the web app's session: the same opaque token as a bearer header
 
 
 def header(scope: Scope, name: bytes) -> str | None:

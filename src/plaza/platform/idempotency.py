@@ -12,12 +12,13 @@ import re
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from starlette.requests import cookie_parser
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plaza.platform.db import Database, utcnow
 from plaza.platform.errors import error_response
-from plaza.platform.http import header, read_body, replay
+from plaza.platform.http import SESSION_COOKIE, header, read_body, replay
 from plaza.platform.tables import idempotency_keys as keys
 
 KEY_TTL = dt.timedelta(hours=24)
@@ -27,10 +28,15 @@ _KEY_RE = re.compile(
 
 
 def caller_of(scope: Scope) -> str:
-    """The token's hash when one is presented, else the client address."""
+    """The token's hash when one is presented (header, else session cookie), else the client address."""
     auth = header(scope, b"authorization") or ""
     if auth.lower().startswith("bearer "):
         return "t:" + hashlib.sha256(auth[7:].strip().encode()).hexdigest()
+    session = (
+        cookie_parser(header(scope, b"cookie") or "").get(SESSION_COOKIE) if not auth else None
+    )
+    if session:
+        return "t:" + hashlib.sha256(session.encode()).hexdigest()
     client = scope.get("client")
     return "ip:" + (client[0] if client else "unknown")
 

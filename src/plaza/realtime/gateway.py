@@ -31,6 +31,7 @@ from plaza.realtime.protocol import (
     reconnect_frame,
 )
 from plaza.realtime.session import Session
+from plaza.web.cookies import SESSION_COOKIE, same_origin
 
 __all__ = ["websocket_endpoint"]
 
@@ -39,6 +40,7 @@ log = structlog.get_logger("plaza.realtime")
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 HANDLER_GRACE_S = 5.0  # a frame being handled when the connection ends may finish (e.g. its commit)
 _PONG = {"type": "pong"}
+CLOSE_BAD_ORIGIN = 4403  # authenticated by the session cookie, from another site's page
 
 
 class _Gone(Exception):
@@ -70,6 +72,11 @@ async def _authenticate(hub: RealtimeHub, websocket: WebSocket) -> tuple[User, s
     """The user and device, from `?token=` or a first `auth` frame; else the connection is closed."""
     token = websocket.query_params.get("token")
     device_id = websocket.query_params.get("device_id")
+    if token is None and websocket.cookies.get(SESSION_COOKIE):
+        if not same_origin(websocket.headers):
+            await websocket.close(CLOSE_BAD_ORIGIN, "origin not allowed")
+            return None
+        token = websocket.cookies[SESSION_COOKIE]
     try:
         async with asyncio.timeout(hub.auth_timeout_s):
             if token is None:
