@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from contextlib import ExitStack
 from typing import Any
 
 from tests.conftest import register
@@ -285,3 +286,82 @@ def test_group_receipts_are_coalesced_to_one_a_second(client: Any) -> None:
             if f["type"] == "receipt" and f["status"] == "read"
         ]
         assert reads == [1, 3]  # the first at once, the newest when the second is over
+
+
+def test_cursor_frames_from_many_members_at_once_each_count(client: Any) -> None:
+    """Cursor frames arriving together are written together; each keeps its own outcome."""
+    alice = register(client, "alice")
+    readers = {name: register(client, name) for name in ("bob", "carol", "dave", "erin")}
+    stranger = register(client, "mallory")
+    group = conversation(client, alice, *readers, name="crowd")
+    with ExitStack() as stack:
+        a = stack.enter_context(online(client, token_of(alice)))
+        sockets = {n: stack.enter_context(online(client, token_of(h))) for n, h in readers.items()}
+        m = stack.enter_context(online(client, token_of(stranger)))
+        for i in range(4):
+            send_message(a, group, f"m{i}")
+        # Every reader confirms at once (bob reads only as far as 2), and a stranger tries too.
+        m.send({"type": "delivered", "conversation_id": group, "seq": 4})
+        for name, socket in sockets.items():
+            socket.send({"type": "delivered", "conversation_id": group, "seq": 4})
+            socket.send(
+                {"type": "read", "conversation_id": group, "seq": 2 if name == "bob" else 4}
+            )
+        assert m.expect("error")["code"] == "conversation_not_found"
+        receipts = [f for f in a.frames(quiet_s=0.5) if f["type"] == "receipt"]
+        read = {f["user"]["username"]: f["seq"] for f in receipts if f["status"] == "read"}
+        assert read == {"bob": 2, "carol": 4, "dave": 4, "erin": 4}
+        delivered = {
+            f["user"]["username"]: f["seq"] for f in receipts if f["status"] == "delivered"
+        }
+        # A delivery that a read in the same write covers needs no receipt of its own; bob's does.
+        assert delivered["bob"] == 4 and set(delivered.values()) == {4}
+        for socket in sockets.values():
+            socket.settle()
+    for name, headers in readers.items():
+        (item,) = client.get("/api/v1/conversations", headers=headers).json()["items"]
+        assert item["unread_count"] == (2 if name == "bob" else 0), name
+    assert client.get("/api/v1/conversations", headers=stranger).json()["items"] == []
+
+
+def test_sends_arriving_together_keep_their_own_outcomes(client: Any) -> None:
+    """A retry racing its original from another device, and a stranger's sends, in the same
+    moment as members' sends: one message per client_msg_id, errors for the stranger, no gaps."""
+    alice, bob, mallory = (register(client, n) for n in ("alice", "bob", "mallory"))
+    cid = conversation(client, alice, "bob")
+    rounds = 10
+
+    def send(socket: Any, client_msg_id: str, content: str) -> None:
+        socket.send(
+            {
+                "type": "send",
+                "client_msg_id": client_msg_id,
+                "conversation_id": cid,
+                "content": content,
+                "message_type": "text",
+            }
+        )
+
+    with ExitStack() as stack:
+        a1, a2, b, m = (
+            stack.enter_context(online(client, token_of(h), device_id=d))
+            for h, d in ((alice, "phone"), (alice, "laptop"), (bob, "bob"), (mallory, "m"))
+        )
+        for i in range(rounds):  # nothing waits for an answer: the frames arrive together
+            send(a1, f"a-{i}", f"from alice {i}")
+            send(a2, f"a-{i}", f"from alice {i}")  # the same send again, from the other device
+            send(b, f"b-{i}", f"from bob {i}")
+            send(m, f"m-{i}", "not a member")
+        acks: dict[str, dict[str, Any]] = {}
+        for socket in (a1, a2, b):
+            mine = [socket.expect("ack") for _ in range(rounds)]
+            for ack in mine:
+                acks.setdefault(ack["client_msg_id"], ack["message"])
+                assert ack["message"] == acks[ack["client_msg_id"]]  # one message per send
+        errors = [m.expect("error") for _ in range(rounds)]
+        assert {e["code"] for e in errors} == {"conversation_not_found"}
+        assert sorted(e["ref"] for e in errors) == sorted(f"m-{i}" for i in range(rounds))
+    stored = history(client, bob, cid, limit=100)
+    assert [s["seq"] for s in stored] == list(range(1, 2 * rounds + 1))
+    assert {s["client_msg_id"] for s in stored} == set(acks)
+    assert {s["id"] for s in stored} == {a["id"] for a in acks.values()}

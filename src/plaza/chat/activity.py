@@ -11,9 +11,15 @@ from typing import Any, Literal, Protocol
 
 from plaza.accounts.service import User
 from plaza.chat import store
-from plaza.chat.views import StoredMessage, parse_conversation_id, require_member
+from plaza.chat.views import (
+    StoredMessage,
+    conversation_not_found,
+    parse_conversation_id,
+    require_member,
+)
+from plaza.platform.batching import GroupCommit
 from plaza.platform.clock import Clock
-from plaza.platform.db import Database
+from plaza.platform.db import AnyRow, Database
 from plaza.platform.errors import NotFound
 
 __all__ = ["ActivityService", "Pusher", "SyncPlan"]
@@ -54,6 +60,25 @@ class SyncPlan:
     more: bool = False
 
 
+@dataclass(frozen=True)
+class _Cursor:
+    """A `delivered` (from a device) or `read` frame, waiting for the next cursor write."""
+
+    user: User
+    cid: int
+    status: Literal["delivered", "read"]
+    seq: int
+    device_id: str | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class _Receipt:
+    to: list[int]
+    frame: dict[str, Any]
+    group: bool
+
+
 @dataclass
 class _Coalesced:
     """One member's receipts of one status in one group: when the last went out, and the held one."""
@@ -71,6 +96,7 @@ class ActivityService:
         self._auto_stops: dict[tuple[int, int], tuple[asyncio.TimerHandle, list[int]]] = {}
         self._tasks: set[asyncio.Future[None]] = set()
         self._receipts: OrderedDict[tuple[int, int, str], _Coalesced] = OrderedDict()
+        self._cursors: GroupCommit[_Cursor, _Receipt | None] = GroupCommit(self._write_cursors)
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
@@ -82,30 +108,67 @@ class ActivityService:
     ) -> None:
         """The user has read up to `seq`; members (and the user's other devices) get a receipt."""
         cid = parse_conversation_id(conversation_id)
-        async with self.db.write() as conn:
-            conv = await require_member(conn, cid, user.id)
-            seq = min(seq, int(conv.last_seq))
-            advanced = await store.advance_member(conn, cid, user.id, "read_seq", seq)
-            members = await store.members_of(conn, cid) if advanced else []
-        if advanced:
-            await self._receipt(members, _receipt(cid, user, "read", seq), exclude=origin)
+        receipt = await self._cursors.submit(_Cursor(user, cid, "read", seq, origin=origin))
+        if receipt is not None:
+            await self._receipt(receipt.to, receipt.frame, exclude=origin)
 
     async def mark_delivered(
         self, user: User, device_id: str, conversation_id: object, seq: int
     ) -> None:
         """The device has every message up to `seq`; the other members hear when the user first does."""
         cid = parse_conversation_id(conversation_id)
+        receipt = await self._cursors.submit(_Cursor(user, cid, "delivered", seq, device_id))
+        if receipt is not None:
+            await self._receipt(receipt.to, receipt.frame, group=receipt.group)
+
+    async def _write_cursors(self, batch: Sequence[_Cursor]) -> list[_Receipt | Exception | None]:
+        """Every cursor frame that queued behind the last write, in one transaction.
+
+        Each caller gets the receipt to send (only the newest of a member's cursors in the batch
+        sends one, and only if it moved the member's cursor), or the error for its frame."""
         async with self.db.write() as conn:
-            conv = await require_member(conn, cid, user.id)
-            seq = min(seq, int(conv.last_seq))
-            await store.advance_device(conn, user.id, device_id, cid, seq, self.now())
-            advanced = await store.advance_member(conn, cid, user.id, "delivered_seq", seq)
-            members = await store.members_of(conn, cid) if advanced else []
-        others = [m for m in members if m != user.id]
-        if others:
-            await self._receipt(
-                others, _receipt(cid, user, "delivered", seq), group=len(members) > 2
+            found = await store.memberships(conn, sorted({(c.cid, c.user.id) for c in batch}))
+            newest: dict[tuple[int, int, str], tuple[int, int]] = {}  # -> (seq, index in batch)
+            devices: dict[tuple[int, str, int], int] = {}
+            results: list[_Receipt | Exception | None] = []
+            for i, c in enumerate(batch):
+                row = found.get((c.cid, c.user.id))
+                if row is None:
+                    results.append(conversation_not_found())
+                    continue
+                results.append(None)
+                seq = min(c.seq, int(row.last_seq))
+                key = (c.cid, c.user.id, c.status)
+                if seq > newest.get(key, (-1, -1))[0]:
+                    newest[key] = (seq, i)
+                if c.device_id is not None:
+                    at = (c.user.id, c.device_id, c.cid)
+                    devices[at] = max(devices.get(at, 0), seq)
+            read = {k[:2]: seq for k, (seq, _) in newest.items() if k[2] == "read"}
+            delivered = {k[:2]: seq for k, (seq, _) in newest.items() if k[2] == "delivered"}
+            await store.advance_devices(
+                conn, [(u, d, c, seq) for (u, d, c), seq in devices.items()], self.now()
             )
+            await store.advance_members(
+                conn,
+                [
+                    (cid, uid, read.get((cid, uid), 0), delivered.get((cid, uid), 0))
+                    for cid, uid in read.keys() | delivered.keys()
+                ],
+            )
+            advanced = [
+                (key, i) for key, (seq, i) in newest.items() if _moved(found, read, key, seq)
+            ]
+            cids = sorted({key[0] for key, _ in advanced})
+            in_conversation = await store.member_ids(conn, cids) if cids else {}
+        for (cid, uid, status), i in advanced:
+            everyone = in_conversation[cid]
+            frame = _receipt(cid, batch[i].user, status, newest[cid, uid, status][0])
+            if status == "read":
+                results[i] = _Receipt(everyone, frame, len(everyone) > 2)
+            elif len(everyone) > 1:
+                results[i] = _Receipt([m for m in everyone if m != uid], frame, len(everyone) > 2)
+        return results
 
     async def _receipt(
         self,
@@ -237,6 +300,20 @@ class ActivityService:
                     break
                 yield await self._views([StoredMessage.from_row(r) for r in rows])
                 after = int(rows[-1].seq)
+
+
+def _moved(
+    found: Mapping[tuple[int, int], AnyRow],
+    read: Mapping[tuple[int, int], int],
+    key: tuple[int, int, str],
+    seq: int,
+) -> bool:
+    """Whether a batch's newest cursor of a member moved what the others were told."""
+    pair, status = key[:2], key[2]
+    if seq <= int(getattr(found[pair], f"{status}_seq")):
+        return False
+    # a delivery no further than what the same batch marks read tells nothing new
+    return status == "read" or seq > read.get(pair, 0)
 
 
 def _receipt(cid: int, user: User, status: str, seq: int) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from plaza.accounts.service import AccountsService, User
@@ -33,6 +32,7 @@ from plaza.chat.views import (
     require_member,
     summary_of,
 )
+from plaza.chat.writer import Draft, MessageWriter
 from plaza.platform.clock import Clock
 from plaza.platform.db import AnyRow, Database
 from plaza.platform.errors import BadRequest, Forbidden, NotFound, RateLimited
@@ -96,6 +96,7 @@ class ChatService:
         self.offline_push = offline_push
         self.ids, self.clock = ids, clock
         self.limiter, self.send_rate = limiter, send_rate
+        self.writer = MessageWriter(db, ids, self.now)
         self.activity = ActivityService(db=db, pusher=pusher, views=self.views_of, clock=clock)
         self.search = SearchService(db=db, views=self.views_of)
         self.retention = Retention(db=db, clock=clock, days=retention_days)
@@ -265,7 +266,7 @@ class ChatService:
             message_type="system",
             created_at=conv.last_activity_at,
         )
-        await store.insert_message(conn, **vars(message))
+        await store.insert_messages(conn, [vars(message)])
         return message
 
     async def _resolve(
@@ -339,24 +340,13 @@ class ChatService:
         cid = parse_conversation_id(conversation_id)
         check_message(client_msg_id, content, message_type)
         await self._check_flood(user)
-        try:
-            message, members, fresh = await self._store_message(
-                user, cid, client_msg_id, content, message_type
-            )
-        except IntegrityError:
-            # The same client_msg_id raced in on another connection and committed first.
-            async with self.db.read() as conn:
-                original = await store.message_by_client_id(conn, user.id, client_msg_id)
-                if original is None:
-                    raise
-                message = StoredMessage.from_row(original)
-                members = await store.members_of(conn, message.conversation_id)
-            fresh = False
-        view = await self._push(message, user, members, exclude=origin)
-        if fresh:
+        draft = Draft(user.id, cid, client_msg_id, content, message_type)
+        stored = await self.writer.store(draft)
+        view = await self._push(stored.message, user, stored.members, exclude=origin)
+        if stored.fresh:  # a retry's push went out with the original
             self.metrics.chat_messages.inc()
-        if fresh and self.offline_push is not None:  # a retry's push went out with the original
-            self.offline_push.message_stored(view, [m for m in members if m != user.id])
+            if self.offline_push is not None:
+                self.offline_push.message_stored(view, [m for m in stored.members if m != user.id])
         return view
 
     async def _check_flood(self, user: User) -> None:
@@ -367,33 +357,6 @@ class ChatService:
             return  # a limiter outage must not stop messages
         if not decision.allowed:
             raise RateLimited("Sending too fast; slow down.", retry_after_s=decision.retry_after_s)
-
-    async def _store_message(
-        self, user: User, cid: int, client_msg_id: str, content: str, message_type: str
-    ) -> tuple[StoredMessage, list[int], bool]:
-        """The message, the conversation's members, and whether it was stored just now."""
-        async with self.db.write() as conn:
-            original = await store.message_by_client_id(conn, user.id, client_msg_id)
-            if original is not None:
-                message = StoredMessage.from_row(original)
-                return message, await store.members_of(conn, message.conversation_id), False
-            conv = await store.take_seq(conn, cid, self.now())
-            members = await store.members_of(conn, cid) if conv is not None else []
-            if conv is None or user.id not in members:
-                raise conversation_not_found()
-            message = StoredMessage(
-                id=self.ids.next(),
-                conversation_id=cid,
-                seq=int(conv.last_seq),
-                sender_id=user.id,
-                client_msg_id=client_msg_id,
-                content=content,
-                message_type=message_type,
-                created_at=conv.last_activity_at,
-            )
-            await store.insert_message(conn, **vars(message))
-            await store.advance_member(conn, cid, user.id, "read_seq", message.seq)
-        return message, members, True
 
     async def _push(
         self,

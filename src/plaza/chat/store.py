@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -179,33 +191,49 @@ async def unread_counts(
 # --- messages -----------------------------------------------------------------------------------
 
 
-async def take_seq(conn: AsyncConnection, conversation_id: int, now: dt.datetime) -> AnyRow | None:
-    """Reserve the conversation's next seq (returned with the conversation's row), or None if unknown.
+async def take_seq(
+    conn: AsyncConnection, conversation_id: int, now: dt.datetime, count: int = 1
+) -> AnyRow | None:
+    """Reserve the conversation's next `count` seqs (the last of them is the returned row's
+    last_seq), or None if the conversation is unknown.
 
     The UPDATE holds the row's lock until the transaction ends, so concurrent senders take turns (on
-    SQLite, BEGIN IMMEDIATE has serialised writers already), and a rollback returns the seq: no gaps.
+    SQLite, BEGIN IMMEDIATE has serialised writers already), and a rollback returns the seqs: no gaps.
     """
     result = await conn.execute(
         update(conversations)
         .where(conversations.c.id == conversation_id)
-        .values(last_seq=conversations.c.last_seq + 1, last_activity_at=now)
+        .values(last_seq=conversations.c.last_seq + count, last_activity_at=now)
         .returning(*conversations.c)
     )
     return result.one_or_none()
 
 
-async def insert_message(conn: AsyncConnection, **values: Any) -> None:
-    """Raises IntegrityError (the transaction is spoiled) on a repeated (sender, client_msg_id)."""
-    await conn.execute(insert(messages).values(**values))
-
-
-async def message_by_client_id(
-    conn: AsyncConnection, sender_id: int, client_msg_id: str
-) -> AnyRow | None:
-    query = select(messages).where(
-        messages.c.sender_id == sender_id, messages.c.client_msg_id == client_msg_id
+async def give_back_seqs(conn: AsyncConnection, conversation_id: int, count: int) -> None:
+    """Return the last `count` seqs that this transaction took (and will not use)."""
+    await conn.execute(
+        update(conversations)
+        .where(conversations.c.id == conversation_id)
+        .values(last_seq=conversations.c.last_seq - count)
     )
-    return (await conn.execute(query)).one_or_none()
+
+
+async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Raises IntegrityError (the transaction is spoiled) on a repeated (sender, client_msg_id)."""
+    if rows:
+        await conn.execute(insert(messages), list(rows))
+
+
+async def messages_by_client_ids(
+    conn: AsyncConnection, keys: Collection[tuple[int, str]]
+) -> dict[tuple[int, str], AnyRow]:
+    """Stored messages by (sender, client_msg_id)."""
+    if not keys:
+        return {}
+    query = select(messages).where(
+        tuple_(messages.c.sender_id, messages.c.client_msg_id).in_(sorted(keys))
+    )
+    return {(int(r.sender_id), str(r.client_msg_id)): r for r in await conn.execute(query)}
 
 
 async def messages_page(
@@ -271,46 +299,76 @@ async def delete_dead_letters_before(conn: AsyncConnection, cutoff: dt.datetime)
 # --- cursors ------------------------------------------------------------------------------------
 
 
-async def advance_member(
-    conn: AsyncConnection, conversation_id: int, user_id: int, column: str, seq: int
-) -> bool:
-    """Move the member's read_seq or delivered_seq up to `seq`; False if it was there already."""
-    cursor = members.c[column]
-    values: dict[str, Any] = {column: seq}
-    if column == "read_seq":  # what was read was delivered
-        values["delivered_seq"] = case(
-            (members.c.delivered_seq < seq, seq), else_=members.c.delivered_seq
+async def memberships(
+    conn: AsyncConnection, pairs: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], AnyRow]:
+    """For each (conversation, user) pair whose user is a member now: the member's cursors and the
+    conversation's last_seq."""
+    if not pairs:
+        return {}
+    query = (
+        select(
+            members.c.conversation_id,
+            members.c.user_id,
+            members.c.read_seq,
+            members.c.delivered_seq,
+            conversations.c.last_seq,
         )
-    result = await conn.execute(
-        update(members)
+        .join(conversations, conversations.c.id == members.c.conversation_id)
         .where(
-            members.c.conversation_id == conversation_id,
-            members.c.user_id == user_id,
+            tuple_(members.c.conversation_id, members.c.user_id).in_(pairs),
             members.c.left_at.is_(None),
-            cursor < seq,
         )
-        .values(**values)
     )
-    return bool(result.rowcount)
+    return {(int(r.conversation_id), int(r.user_id)): r for r in await conn.execute(query)}
 
 
-async def advance_device(
-    conn: AsyncConnection,
-    user_id: int,
-    device_id: str,
-    conversation_id: int,
-    seq: int,
-    now: dt.datetime,
+_b_read, _b_delivered = (
+    bindparam("b_read", type_=BigInteger),
+    bindparam("b_delivered", type_=BigInteger),
+)
+_ADVANCE_MEMBERS = (
+    update(members)
+    .where(
+        members.c.conversation_id == bindparam("b_conversation"),
+        members.c.user_id == bindparam("b_user"),
+        members.c.left_at.is_(None),
+        or_(members.c.read_seq < _b_read, members.c.delivered_seq < _b_delivered),
+    )
+    .values(
+        read_seq=case((members.c.read_seq < _b_read, _b_read), else_=members.c.read_seq),
+        delivered_seq=case(
+            (members.c.delivered_seq < _b_delivered, _b_delivered), else_=members.c.delivered_seq
+        ),
+    )
+)
+
+
+async def advance_members(
+    conn: AsyncConnection, moves: Sequence[tuple[int, int, int, int]]
 ) -> None:
-    """Record that the device has every message up to `seq` (never moving back)."""
+    """Move members' cursors up (never back): (conversation, user, read_seq, delivered_seq) each.
+
+    Rows are locked in (conversation, user) order, so concurrent batches cannot deadlock."""
+    if moves:
+        await conn.execute(
+            _ADVANCE_MEMBERS,
+            [
+                {"b_conversation": c, "b_user": u, "b_read": r, "b_delivered": max(r, d)}
+                for c, u, r, d in sorted(moves)
+            ],
+        )
+
+
+async def advance_devices(
+    conn: AsyncConnection, cursors: Sequence[tuple[int, str, int, int]], now: dt.datetime
+) -> None:
+    """Record that devices have every message up to a seq (never moving back): (user, device,
+    conversation, seq) each."""
+    if not cursors:
+        return
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(device_cursors).values(
-        user_id=user_id,
-        device_id=device_id,
-        conversation_id=conversation_id,
-        delivered_seq=seq,
-        updated_at=now,
-    )
+    stmt = dialect.insert(device_cursors)
     current = device_cursors.c.delivered_seq
     stmt = stmt.on_conflict_do_update(
         index_elements=["user_id", "device_id", "conversation_id"],
@@ -322,7 +380,17 @@ async def advance_device(
             "updated_at": stmt.excluded.updated_at,
         },
     )
-    await conn.execute(stmt)
+    rows = [
+        {
+            "user_id": u,
+            "device_id": d,
+            "conversation_id": c,
+            "delivered_seq": seq,
+            "updated_at": now,
+        }
+        for u, d, c, seq in sorted(cursors)
+    ]
+    await conn.execute(stmt, rows)
 
 
 async def device_positions(conn: AsyncConnection, user_id: int, device_id: str) -> dict[int, int]:
