@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     ws_idle_timeout_s: float = Field(default=30.0, gt=0)  # three missed 10 s heartbeats
     # Frames waiting for one slow client; when full it is told to reconnect (and sync) instead.
     ws_send_queue: int = Field(default=1000, ge=2)
+    # Connections one user may hold on one process; another is refused (error frame, close 4429).
+    ws_max_connections_per_user: int = Field(default=20, ge=1)
     # Sends per user: a token bucket refilled at this many per second, holding at most the burst.
     chat_send_rate: float = Field(default=20.0, gt=0)
     chat_send_burst: int = Field(default=50, ge=1)

@@ -60,6 +60,22 @@ def test_silence_closes_4401_before_auth_and_4408_after(make_client: Any) -> Non
         assert socket.close_code(timeout_s=3) == 4408  # ... silence does not
 
 
+def test_one_user_holds_a_bounded_number_of_connections(make_client: Any) -> None:
+    client = make_client(ws_max_connections_per_user=2)
+    alice, bob = (token_of(register(client, n)) for n in ("alice", "bob"))
+    with online(client, alice), online(client, alice):
+        with connect(client, alice) as third:
+            error = third.recv()
+            assert error["type"] == "error" and error["code"] == "too_many_connections"
+            assert third.close_code() == 4429
+        with online(client, bob) as other:  # the limit is per user
+            other.send({"type": "ping"})
+            assert other.recv() == {"type": "pong"}
+    with online(client, alice) as again:  # closed connections make room
+        again.send({"type": "ping"})
+        assert again.recv() == {"type": "pong"}
+
+
 def test_bad_frames_get_error_frames_and_the_connection_stays(client: Any) -> None:
     with online(client, token_of(register(client, "alice"))) as socket:
         cases: list[tuple[str, str]] = [

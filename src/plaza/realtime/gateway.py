@@ -23,6 +23,7 @@ from plaza.realtime.protocol import (
     CLOSE_AUTH_FAILED,
     CLOSE_IDLE,
     CLOSE_RESTART,
+    CLOSE_TOO_MANY,
     CLOSE_TRY_AGAIN,
     FrameError,
     decode,
@@ -31,6 +32,7 @@ from plaza.realtime.protocol import (
     reconnect_frame,
 )
 from plaza.realtime.session import Session
+from plaza.realtime.sessions import TooManyConnections
 from plaza.web.cookies import SESSION_COOKIE, same_origin
 
 __all__ = ["websocket_endpoint"]
@@ -124,7 +126,12 @@ async def _serve(hub: RealtimeHub, websocket: WebSocket, user: User, device_id: 
     await session.reply({**ready, "heartbeat_s": hub.heartbeat_s})
     writer = reader = None
     try:
-        await hub.join(session)
+        try:
+            await hub.join(session)
+        except TooManyConnections as exc:
+            await websocket.send_text(encode(error_frame("too_many_connections", f"{exc}.")))
+            await websocket.close(CLOSE_TOO_MANY, "too many connections")
+            return
         writer = asyncio.create_task(session.pump(), name="ws-writer")
         reader = asyncio.create_task(_read(hub, websocket, session), name="ws-reader")
         await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)

@@ -45,6 +45,7 @@ class RealtimeHub:
         self.heartbeat_s = settings.ws_heartbeat_s
         self.idle_timeout_s = settings.ws_idle_timeout_s
         self.queue_size = settings.ws_send_queue
+        self.max_connections_per_user = settings.ws_max_connections_per_user
         self.draining = False
         self._handlers: dict[str, Handler] = {}
 
@@ -60,7 +61,7 @@ class RealtimeHub:
 
     async def join(self, session: Session) -> None:
         """A connection is authenticated: findable from any process, and its user online."""
-        if await self.sessions.add(session):
+        if await self.sessions.add(session, limit=self.max_connections_per_user):
             await self.presence.arrived(session.user)
 
     async def leave(self, session: Session) -> None:

@@ -27,6 +27,7 @@ MAX_FRAME_BYTES = 64 * 1024  # a chat message is at most 10,000 characters: 40 K
 # Close codes. 4000-4999 are the application's own; 4401 and 4408 echo HTTP's 401 and 408.
 CLOSE_AUTH_FAILED = 4401
 CLOSE_IDLE = 4408
+CLOSE_TOO_MANY = 4429  # the user already holds PLAZA_WS_MAX_CONNECTIONS_PER_USER connections here
 CLOSE_RESTART = 1012  # RFC 6455 "service restart": the server is going away, come back later
 CLOSE_TRY_AGAIN = 1013  # RFC 6455 "try again later": this client fell too far behind
 # A reconnect storm after a restart is spread over this window (the design's "reconnect with jitter").

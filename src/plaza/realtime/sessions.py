@@ -25,7 +25,7 @@ from plaza.platform.metrics import Metrics
 from plaza.realtime.protocol import encode
 from plaza.realtime.session import Session
 
-__all__ = ["MAX_NODES", "Sessions"]
+__all__ = ["MAX_NODES", "Sessions", "TooManyConnections"]
 
 log = structlog.get_logger("plaza.realtime")
 
@@ -43,6 +43,10 @@ def _slot_key(slot: int) -> str:
 
 def _user_key(user_id: int, slot: int) -> str:
     return f"rt:user:{user_id}:{slot}"
+
+
+class TooManyConnections(Exception):
+    """A user opened more connections than one process holds for one user."""
 
 
 class Sessions:
@@ -71,9 +75,13 @@ class Sessions:
     def local_users(self) -> list[int]:
         return list(self._by_user)
 
-    async def add(self, session: Session) -> bool:
-        """Register a session; True if it is its user's first on this process."""
+    async def add(self, session: Session, *, limit: int | None = None) -> bool:
+        """Register a session; True if it is its user's first on this process.
+
+        Raises TooManyConnections if the user holds `limit` sessions here already."""
         local = self._by_user.setdefault(session.user.id, {})
+        if limit is not None and len(local) >= limit:
+            raise TooManyConnections(f"at most {limit} connections per user")
         first = not local
         local[session.id] = session
         if first:
