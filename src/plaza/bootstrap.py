@@ -29,14 +29,7 @@ from plaza.links.clicks import ClickBuffer
 from plaza.links.codes import CodeAllocator
 from plaza.links.geo import GeoLookup
 from plaza.links.service import LinksService
-from plaza.platform.bus import (
-    MemoryPubSub,
-    MemoryStreams,
-    PubSub,
-    RedisPubSub,
-    RedisStreams,
-    Streams,
-)
+from plaza.platform.bus import MemoryStreams, RedisStreams, Streams
 from plaza.platform.clock import Clock, SystemClock
 from plaza.platform.counters import advance
 from plaza.platform.db import Database
@@ -44,6 +37,7 @@ from plaza.platform.ids import MAX_NODE, CodePermutation, SnowflakeIds
 from plaza.platform.kv import KV, MemoryKV, RedisKV, redis_client
 from plaza.platform.metrics import Metrics
 from plaza.platform.migrate import upgrade
+from plaza.platform.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from plaza.platform.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from plaza.platform.tables import plaza_meta
 from plaza.realtime.hub import RealtimeHub

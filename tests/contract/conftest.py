@@ -15,16 +15,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from plaza.feed.timelines import MemoryTimelines, RedisTimelines, Timelines
-from plaza.platform.bus import (
-    MemoryPubSub,
-    MemoryStreams,
-    PubSub,
-    RedisPubSub,
-    RedisStreams,
-    Streams,
-)
+from plaza.platform.bus import MemoryStreams, RedisStreams, Streams
 from plaza.platform.clock import FakeClock
 from plaza.platform.kv import KV, MemoryKV, RedisKV, redis_client
+from plaza.platform.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from plaza.platform.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 
 P = TypeVar("P")

@@ -10,9 +10,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from plaza.platform import bus
-from plaza.platform.bus import Message, NoGroup, PubSub, RedisPubSub, RedisStreams, Streams
+from plaza.platform import pubsub as pubsub_module
+from plaza.platform.bus import NoGroup, RedisStreams, Streams
 from plaza.platform.kv import PortUnavailable, redis_client
+from plaza.platform.pubsub import Message, PubSub, RedisPubSub
 from tests.contract.conftest import Rig
 from tests.tcp_proxy import TcpProxy
 
@@ -244,7 +245,7 @@ async def test_aclose_ends_iteration_in_another_task(pubsub: PubSub) -> None:
 async def test_a_full_buffer_drops_the_oldest_messages(
     pubsub: PubSub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bus, "SUBSCRIPTION_BUFFER", 3)
+    monkeypatch.setattr(pubsub_module, "SUBSCRIPTION_BUFFER", 3)
     async with pubsub.subscribe("x") as subscription:
         for n in range(10):
             await pubsub.publish("x", b"%d" % n)

@@ -16,11 +16,11 @@ import orjson
 import structlog
 
 from plaza.links import store
-from plaza.platform.bus import PubSub
 from plaza.platform.clock import Clock
 from plaza.platform.db import Database
 from plaza.platform.kv import KV, PortUnavailable
 from plaza.platform.metrics import Metrics
+from plaza.platform.pubsub import PubSub
 
 log = structlog.get_logger("plaza.links.cache")
 INVALIDATION_CHANNEL = "links:invalidate"

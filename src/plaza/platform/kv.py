@@ -23,6 +23,7 @@ __all__ = [
     "MemoryKV",
     "PortUnavailable",
     "RedisKV",
+    "RedisPort",
     "outage_as_unavailable",
     "redis_client",
 ]
@@ -101,12 +102,22 @@ class KV(Protocol):
     async def aclose(self) -> None: ...
 
 
-class RedisKV:
-    """Keys live under `prefix`. The client is the caller's: aclose() leaves it open."""
+class RedisPort:
+    """Names live under `prefix`. The client is the caller's: aclose() leaves it open."""
 
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
+
+    def _key(self, name: str) -> str:
+        return self._prefix + name
+
+    async def aclose(self) -> None:
+        """Nothing to release: the client belongs to whoever built it."""
+
+
+class RedisKV(RedisPort):
+    """Keys live under `prefix`. The client is the caller's: aclose() leaves it open."""
 
     async def get(self, key: str) -> bytes | None:
         with outage_as_unavailable("redis kv"):
@@ -171,9 +182,6 @@ class RedisKV:
     async def ping(self) -> None:
         with outage_as_unavailable("redis kv"):
             await self._client.ping()
-
-    async def aclose(self) -> None:
-        """Nothing to release: the client belongs to whoever built it."""
 
 
 class MemoryKV:

@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 import structlog
 
-from plaza.platform.bus import Message, PubSub, Subscription
 from plaza.platform.kv import KV, PortUnavailable
 from plaza.platform.metrics import Metrics
+from plaza.platform.pubsub import Message, PubSub, Subscription
 from plaza.realtime.protocol import encode
 from plaza.realtime.session import Session
 
