@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import redis
 
+from tests.rediscluster import redis_cluster
+
 REDIS_URL = os.environ.get("PLAZA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_URL = os.environ.get(
     "PLAZA_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -96,6 +98,19 @@ def redis_url() -> str:
 def pg_url() -> str:
     require_server("postgresql")
     return PG_URL
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis Cluster of three nodes of this run's own (redis-server from the machine)."""
+    require_server("redis")  # the same binary; where it is missing, so is this
+    try:
+        with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
+            yield url
+    except RuntimeError as exc:
+        if IN_CI:
+            pytest.fail(f"could not start a Redis Cluster under CI: {exc}")
+        pytest.skip(f"could not start a Redis Cluster: {exc}")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -34,7 +35,7 @@ from plaza.platform.clock import Clock, SystemClock
 from plaza.platform.counters import advance
 from plaza.platform.db import Database
 from plaza.platform.ids import MAX_NODE, CodePermutation, SnowflakeIds
-from plaza.platform.kv import KV, MemoryKV, RedisKV, redis_client
+from plaza.platform.kv import KV, MemoryKV, RedisKV, redis_client, redis_cluster_client
 from plaza.platform.metrics import Metrics
 from plaza.platform.migrate import upgrade
 from plaza.platform.pubsub import MemoryPubSub, PubSub, RedisPubSub
@@ -62,6 +63,7 @@ class Platform:
     redis: aioredis.Redis | None
     secret_key: bytes = b""
     node: int = 0  # this process's bits in time-ordered ids
+    timelines_cluster: RedisCluster | None = None  # PLAZA_FEED_REDIS_CLUSTER_URL's client
 
 
 @dataclass
@@ -98,9 +100,19 @@ async def open_platform(
         kv, streams, pubsub = MemoryKV(clock=clock), MemoryStreams(clock=clock), MemoryPubSub()
         limiter = MemoryRateLimiter(clock=clock)
         timelines = MemoryTimelines(max_len=settings.feed_timeline_len, clock=clock)
+    cluster = None
+    if settings.feed_redis_cluster_url:
+        cluster = redis_cluster_client(settings.feed_redis_cluster_url)
+        timelines = RedisTimelines(
+            cluster,
+            settings.redis_prefix,
+            max_len=settings.feed_timeline_len,
+            slot_groups=settings.feed_timeline_slot_groups,
+        )
     platform = Platform(
         settings, clock, metrics or Metrics(), db, kv, streams, pubsub, limiter, timelines, client
     )
+    platform.timelines_cluster = cluster
     if settings.should_migrate_on_start:
         await upgrade(db)
     platform.secret_key = await _secret_key(db, settings)
@@ -113,6 +125,8 @@ async def close_platform(platform: Platform) -> None:
     await platform.streams.aclose()
     if platform.redis is not None:
         await platform.redis.aclose()
+    if platform.timelines_cluster is not None:
+        await platform.timelines_cluster.aclose()
     await platform.db.dispose()
 
 

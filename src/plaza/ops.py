@@ -35,6 +35,8 @@ async def readyz(platform: PlatformDep) -> Response:
     checks = {"database": await _check(platform.db.ping)}
     if platform.redis is not None:
         checks["redis"] = await _check(platform.kv.ping)
+    if platform.timelines_cluster is not None:
+        checks["redis_cluster"] = await _check(platform.timelines_cluster.ping)
     failing = [name for name, result in checks.items() if result != "ok"]
     if not failing:
         return Response(

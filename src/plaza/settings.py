@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     # A timeline not read for this long expires; fan-out skips it and the next read rebuilds it.
     feed_active_days: float = Field(default=7.0, gt=0)
     feed_timeline_len: int = Field(default=800, ge=10)  # post ids kept per cached timeline
+    # Timelines (the bulk of Redis memory) on a Redis Cluster; everything else stays on redis_url.
+    feed_redis_cluster_url: str | None = None
+    # Hash tags the timelines spread over on that cluster: fewer, larger Lua calls per fan-out page
+    # with fewer; memory spread more evenly over many nodes with more.
+    feed_timeline_slot_groups: int = Field(default=16, ge=1, le=16384)
     feed_rank_budget_ms: float = Field(default=20.0, ge=0)  # over it, ranked reads fall back
 
     def chat_send_bucket(self) -> Rate:

@@ -6,6 +6,7 @@ sees it: the fake clock moves for memory adapters; for Redis, whose TTLs run on 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -13,11 +14,12 @@ from typing import Generic, TypeVar
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from plaza.feed.timelines import MemoryTimelines, RedisTimelines, Timelines
 from plaza.platform.bus import MemoryStreams, RedisStreams, Streams
 from plaza.platform.clock import FakeClock
-from plaza.platform.kv import KV, MemoryKV, RedisKV, redis_client
+from plaza.platform.kv import KV, MemoryKV, RedisKV, redis_client, redis_cluster_client
 from plaza.platform.pubsub import MemoryPubSub, PubSub, RedisPubSub
 from plaza.platform.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 
@@ -108,16 +110,24 @@ def limiter(
     return Rig(kind, port, _elapse(clock, real=redis_conn is not None))
 
 
-@pytest.fixture
-def timelines(
-    kind: str, redis_conn: aioredis.Redis | None, prefix: str, clock: FakeClock
-) -> Rig[Timelines]:
-    port: Timelines = (
-        MemoryTimelines(max_len=5, clock=clock)
-        if redis_conn is None
-        else RedisTimelines(redis_conn, prefix, max_len=5)
-    )
-    return Rig(kind, port, _elapse(clock, real=redis_conn is not None))
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
+async def timelines(
+    request: pytest.FixtureRequest, clock: FakeClock
+) -> AsyncIterator[Rig[Timelines]]:
+    """Timelines in memory, in one Redis, and spread over a Redis Cluster (slot-grouped calls)."""
+    kind = str(request.param)
+    if kind == "memory":
+        yield Rig(kind, MemoryTimelines(max_len=5, clock=clock), _elapse(clock, real=False))
+        return
+    client: aioredis.Redis | RedisCluster
+    if kind == "redis":
+        client = redis_client(request.getfixturevalue("redis_url"))
+        port = RedisTimelines(client, request.getfixturevalue("redis_prefix"), max_len=5)
+    else:
+        client = redis_cluster_client(request.getfixturevalue("redis_cluster_url"))
+        port = RedisTimelines(client, f"t{uuid.uuid4().hex[:8]}:", max_len=5, slot_groups=4)
+    yield Rig(kind, port, _elapse(clock, real=True))
+    await client.aclose()
 
 
 @pytest.fixture

@@ -12,17 +12,24 @@ who reaches the end of a complete timeline has seen everything, of an incomplete
 
 In Redis each timeline is one sorted set whose lowest member is a marker, "~", scored 0 while the
 timeline is complete and -1 once it is not; pushes run as one Lua call per batch of timelines.
+
+On a Redis Cluster a Lua call may only touch keys of one hash slot, so timeline keys carry a hash tag,
+one of `slot_groups` (`tl:{7}:home:42`): a batch is split by tag, each part one call, the parts run
+side by side on their nodes. Fewer groups mean fewer, larger calls; more spread memory more evenly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from plaza.platform.clock import Clock, SystemClock
 from plaza.platform.kv import outage_as_unavailable
@@ -117,23 +124,70 @@ return 1
 
 KEYS_PER_CALL = 1000  # one Lua call per this many timelines: long enough to amortise, short enough not to stall Redis
 
+# KEYS: one timeline; ARGV: marker score, ttl ms (0: none), then score/member pairs. Atomic, so a push
+# racing a rebuild is never lost between its DEL and ZADD (a cluster has no MULTI across our calls).
+_BUILD = """
+redis.call('DEL', KEYS[1])
+redis.call('ZADD', KEYS[1], ARGV[1], '~')
+for i = 3, #ARGV, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+CLUSTER_CALLS_AT_ONCE = 16  # slot groups pushed side by side
+
 
 class RedisTimelines:
-    def __init__(self, client: aioredis.Redis, prefix: str, *, max_len: int = 800) -> None:
+    """Timelines in one Redis, or spread over a Redis Cluster (keys tagged by slot group)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis | RedisCluster,
+        prefix: str,
+        *,
+        max_len: int = 800,
+        slot_groups: int = 16,
+    ) -> None:
         self._client, self._prefix, self.max_len = client, prefix, max_len
+        self._groups = slot_groups if isinstance(client, RedisCluster) else 1
+        if self._groups > 1 and "{" in prefix:
+            raise ValueError("a Redis Cluster prefix must not hold '{': it would be the hash tag")
         self._push = client.register_script(_PUSH)
         self._extend = client.register_script(_EXTEND)
+        self._build = client.register_script(_BUILD)
 
     def _key(self, key: str) -> str:
-        return f"{self._prefix}tl:{key}"
+        if self._groups == 1:
+            return f"{self._prefix}tl:{key}"
+        return f"{self._prefix}tl:{{{zlib.crc32(key.encode()) % self._groups}}}:{key}"
+
+    def _calls(self, keys: Sequence[str]) -> list[list[str]]:
+        """The keys as Lua calls: grouped by hash tag (one slot each), at most KEYS_PER_CALL each."""
+        groups: dict[int, list[str]] = {}
+        for key in keys:
+            tag = zlib.crc32(key.encode()) % self._groups if self._groups > 1 else 0
+            groups.setdefault(tag, []).append(self._key(key))
+        return [
+            names[at : at + KEYS_PER_CALL]
+            for names in groups.values()
+            for at in range(0, len(names), KEYS_PER_CALL)
+        ]
 
     async def push(self, keys: Sequence[str], item: int) -> int:
-        added = 0
+        calls = self._calls(keys)
         with outage_as_unavailable("redis timelines"):
-            for start in range(0, len(keys), KEYS_PER_CALL):
-                chunk = [self._key(k) for k in keys[start : start + KEYS_PER_CALL]]
-                added += int(await self._push(keys=chunk, args=[item, self.max_len]))
-        return added
+            if self._groups == 1:
+                return sum(
+                    [int(await self._push(keys=c, args=[item, self.max_len])) for c in calls]
+                )
+            room = asyncio.Semaphore(CLUSTER_CALLS_AT_ONCE)
+
+            async def call(names: list[str]) -> int:
+                async with room:
+                    return int(await self._push(keys=names, args=[item, self.max_len]))
+
+            return sum(await asyncio.gather(*(call(c) for c in calls)))
 
     async def extend(self, key: str, items: Sequence[int]) -> bool:
         if not items:
@@ -155,16 +209,10 @@ class RedisTimelines:
     ) -> None:
         newest = sorted(set(items), reverse=True)
         complete = complete and len(newest) <= self.max_len
-        name = self._key(key)
-        mapping: dict[str, float] = {str(i): i for i in newest[: self.max_len]}
-        mapping[MARKER.decode()] = 0 if complete else -1
+        pairs = [str(i) for i in newest[: self.max_len] for _ in (0, 1)]  # score, member
+        ttl_ms = 0 if ttl_s is None else math.ceil(ttl_s * 1000)
         with outage_as_unavailable("redis timelines"):
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(name)
-                pipe.zadd(name, mapping)
-                if ttl_s is not None:
-                    pipe.pexpire(name, math.ceil(ttl_s * 1000))
-                await pipe.execute()
+            await self._build(keys=[self._key(key)], args=[0 if complete else -1, ttl_ms, *pairs])
 
     async def window(
         self, key: str, before: int | None, count: int, *, ttl_s: float | None = None
@@ -196,7 +244,9 @@ class RedisTimelines:
     async def drop(self, *keys: str) -> None:
         if keys:
             with outage_as_unavailable("redis timelines"):
-                await self._client.delete(*[self._key(k) for k in keys])
+                await self._client.delete(
+                    *[self._key(k) for k in keys]
+                )  # split by slot on a cluster
 
 
 # --- Memory ----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Protocol, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
 from plaza.platform.clock import Clock, SystemClock
 
@@ -26,6 +27,7 @@ __all__ = [
     "RedisPort",
     "outage_as_unavailable",
     "redis_client",
+    "redis_cluster_client",
 ]
 
 SOCKET_TIMEOUT_S = 1.0  # an outage should answer within a request's budget, not hang it
@@ -39,7 +41,15 @@ class PortUnavailable(Exception):
     """A backing service did not answer."""
 
 
-_OUTAGES = (redis_errors.ConnectionError, redis_errors.TimeoutError, TimeoutError, OSError)
+_OUTAGES = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.MasterDownError,
+    redis_errors.SlotNotCoveredError,
+    TimeoutError,
+    OSError,
+)
 
 
 @contextmanager
@@ -63,6 +73,13 @@ def redis_client(url: str) -> aioredis.Redis:
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
     )
     return aioredis.Redis.from_pool(pool)
+
+
+def redis_cluster_client(url: str) -> RedisCluster:
+    """A Redis Cluster client (any node's URL finds the rest) with the same timeouts."""
+    return RedisCluster.from_url(
+        url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S
+    )
 
 
 def _ttl_ms(ttl_s: float | None) -> int | None:
