@@ -152,3 +152,53 @@ def test_group_members_are_added_removed_and_leave(new_page: Any, server: Server
     expect(bob.locator("#convs button", has_text="Trip")).to_have_count(0)
     expect(alice.locator(".msg.system").last).to_have_text("gm_bob left")
     expect(alice.get_by_role("button", name="Members (1)")).to_be_visible()
+
+
+def test_the_page_reconnects_by_itself_and_shows_each_message_once(
+    new_page: Any, server: Server
+) -> None:
+    frank = api_user(server, "rc_frank", "Frank")
+    gina = api_user(server, "rc_gina", "Gina")
+    conversation = call(server, frank, "POST", "/api/v1/conversations", {"members": ["rc_gina"]})
+    send_messages(server, frank, conversation["id"], ["one", "two"])
+    side = call(
+        server, frank, "POST", "/api/v1/conversations", {"members": ["rc_gina"], "name": "Side"}
+    )
+    send_messages(server, frank, side["id"], ["side 1", "side 2"])
+    page = new_page()
+    sign_in(page, server, gina)
+    # Every socket of the page passes through here; while `down`, new ones are dropped at once.
+    down = False
+    connections: list[Any] = []
+
+    def route(socket: Any) -> None:
+        if down:
+            socket.close()
+        else:
+            connections.append(socket.connect_to_server())
+
+    page.route_web_socket(re.compile(r"/ws(\?|$)"), route)
+    page.goto(f"/app/chat?c={conversation['id']}")
+    texts = page.locator("#messages .msg .text")
+    expect(texts).to_have_text(["one", "two"])
+    expect(page.locator("#live")).to_have_text("● Live")
+
+    down = True
+    connections[-1].close()  # the server's side goes away, as in a network cut
+    expect(page.locator("#live")).to_have_text("Reconnecting…")
+    send_messages(server, frank, conversation["id"], ["three", "four", "five"])
+    page.get_by_role("textbox", name="Message", exact=True).fill("sent while offline")
+    page.keyboard.press("Enter")
+    expect(page.locator(".msg.mine .tick")).to_have_attribute("aria-label", "Sending")
+    assert len(connections) == 1
+
+    down = False
+    expect(page.locator("#live")).to_have_text("● Live", timeout=20_000)
+    expected = ["one", "two", "three", "four", "five", "sent while offline"]
+    expect(texts).to_have_text(expected)
+    expect(page.locator(".msg.mine .tick")).to_have_attribute("aria-label", re.compile("Sent|Read"))
+    send_messages(server, frank, conversation["id"], ["six"])
+    expect(texts).to_have_text([*expected, "six"])
+    # Only the conversation not on screen has unread messages, as many as before the cut.
+    expect(page.locator("#convs .unread")).to_have_text(["2"])
+    expect(page.locator("#convs button", has_text="Side").locator(".unread")).to_have_text("2")
