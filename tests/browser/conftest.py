@@ -7,14 +7,17 @@ it) the tests are skipped, except under CI=true, where that fails the run instea
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import IN_CI
@@ -160,3 +163,47 @@ def register(page: Any, username: str, display_name: str = "") -> None:
     page.get_by_role("button", name="Create account").click()
     page.wait_for_url("**/app/feed")
     page.locator("#whoami").wait_for()
+
+
+def api_user(server: Server, username: str, display_name: str = "") -> str:
+    """Creates an account through the API, never connected anywhere; returns its access token."""
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        body = {"username": username, "password": PASSWORD, "display_name": display_name or None}
+        client.post("/api/v1/users", json=body).raise_for_status()
+        issued = client.post(
+            "/api/v1/auth/token", json={"username": username, "password": PASSWORD}
+        )
+        issued.raise_for_status()
+        return str(issued.json()["access_token"])
+
+
+def call(server: Server, token: str, method: str, path: str, body: Any = None) -> Any:
+    """One API request as the token's user; the decoded answer (None for a 204)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    response = httpx.request(method, server.url + path, json=body, headers=headers, timeout=10)
+    response.raise_for_status()
+    return None if response.status_code == 204 else response.json()
+
+
+def sign_in(page: Any, server: Server, token: str) -> None:
+    """The page's session becomes the token's (the session cookie holds such a token)."""
+    page.context.add_cookies([{"name": "plaza_session", "value": token, "url": server.url}])
+
+
+def send_messages(server: Server, token: str, conversation_id: str, lines: list[str]) -> None:
+    """Sends messages over a WebSocket of its own, as another client would, each acked in turn."""
+    from websockets.sync.client import connect
+
+    with connect(f"{server.url.replace('http', 'ws', 1)}/ws?token={token}") as socket:
+        assert json.loads(socket.recv())["type"] == "ready"
+        for line in lines:
+            frame = {
+                "type": "send",
+                "client_msg_id": str(uuid.uuid4()),
+                "conversation_id": conversation_id,
+                "content": line,
+                "message_type": "text",
+            }
+            socket.send(json.dumps(frame))
+            while json.loads(socket.recv(timeout=10))["type"] != "ack":
+                pass

@@ -1,4 +1,5 @@
-"""The feed pages in a real browser: follow someone and see their new post arrive live; XSS as text."""
+"""The feed pages in a real browser: follow someone and see their new post arrive live; delete one's
+own post; XSS as text."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from tests.browser.conftest import register
+from tests.browser.conftest import api_user, register, sign_in
+from tests.server import Server
 
 PAYLOAD = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 
@@ -55,3 +57,29 @@ def test_an_xss_payload_shows_as_text(new_page: Any) -> None:
     for page in (author, reader):
         assert page.evaluate("window.pwned") is None
         assert page.locator(".post img, .post script").count() == 0
+    expect(reader.get_by_role("button", name="Delete")).to_have_count(0)  # not theirs
+
+
+def test_deleting_ones_own_post_asks_first_then_it_is_gone(new_page: Any, server: Server) -> None:
+    page = new_page()
+    sign_in(page, server, api_user(server, "del_ada", "Ada"))
+    page.goto("/app/feed")
+    _post(page, "Keeper")
+    _post(page, "Typo-ridden first draft")
+    deletes: list[str] = []
+    page.on("request", lambda r: deletes.append(r.url) if r.method == "DELETE" else None)
+    draft = page.locator(".post", has_text="Typo-ridden first draft")
+    questions: list[str] = []
+
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    draft.get_by_role("button", name="Delete").click()
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    draft.get_by_role("button", name="Delete").click()
+    expect(draft).to_have_count(0)
+    expect(page.locator(".post").first).to_be_focused()
+    assert questions == ["Delete this post? It disappears from every feed."] * 2
+    assert len(deletes) == 1  # the first answer was no: nothing was deleted then
+
+    for path in ("/app/feed", "/app/u/del_ada"):
+        page.goto(path)
+        expect(page.locator(".post .content")).to_have_text(["Keeper"])

@@ -69,6 +69,8 @@ const MESSAGES = {
   link_not_found: "This link does not exist or was deleted.",
   not_owner: "Only the link's owner can change it.",
   unauthorized: "Please log in again.",
+  not_creator: "Only the group's creator can remove other members.",
+  rate_limited: "You are sending too fast. Wait a moment, then send again.",
   database_unavailable: "Plaza's database is briefly unavailable. Try again in a few seconds.",
   service_unavailable: "Plaza is briefly unavailable. Try again in a few seconds.",
   internal_error: "Something went wrong on our side. Try again.",
@@ -77,6 +79,7 @@ const MESSAGES = {
 // A sentence for people: ours for the codes we know, else the API's own (always a human sentence).
 export function describe(error) {
   if (!(error instanceof ApiError)) return "Something went wrong. Try again.";
+  if (error.status === 429 && !error.retryAfter && MESSAGES[error.code]) return MESSAGES[error.code];
   if (error.status === 429) return `Too many attempts. Try again ${wait(error.retryAfter)}.`;
   return MESSAGES[error.code] || error.message;
 }

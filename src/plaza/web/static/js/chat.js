@@ -1,86 +1,34 @@
-// `/app/chat`: conversations, live messages with receipts and typing, history on scroll, search.
-// Messages are kept by seq per conversation, so frames that arrive twice (a resend, a sync after a
-// reconnect) are shown once and in order.
-import { api, clearError, showError } from "./api.js";
+// `/app/chat`: conversations, live messages with receipts and typing, history on scroll, search,
+// group members. Messages are kept by seq per conversation, so frames that arrive twice (a resend, a
+// sync after a reconnect) are shown once and in order.
+import { ApiError, api, clearError, showError } from "./api.js";
+import { ConversationList } from "./chat-list.js";
+import { setUpSearch } from "./chat-search.js";
 import { requireUser } from "./common.js";
 import { $, ago, h } from "./dom.js";
+import { GroupPanel } from "./group.js";
 import { Live, statusText } from "./live.js";
 
 const PAGE = 30;
+const JUMP_PAGE = 100; // read at once while going back to a message that search found
 const TYPING_EVERY_MS = 2000;
 const TYPING_IDLE_MS = 3000;
 const TYPING_SHOWN_MS = 6000;
 
 let me = null;
 let live = null;
-const convs = new Map(); // id -> conversation from the API, kept current
+let list = null;
+let group = null;
 const loaded = new Map(); // id -> {messages: Map(seq -> message), oldest, more}
 const receipts = new Map(); // id -> {delivered, read}: the furthest any other member reached
 const outbox = new Map(); // client_msg_id -> send frame, until acked
 const typists = new Map(); // conversation id -> Map(username -> timer)
-const presence = new Map(); // username -> "online" | "offline"
 let current = null;
+let found = null; // {id, seq}: the message a search result opened, shown highlighted
 
 function uuid() {
   if (crypto.randomUUID) return crypto.randomUUID();
   return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function others(conv) {
-  return conv.members.filter((m) => m.id !== me.id);
-}
-
-function titleOf(conv) {
-  if (conv.name) return conv.name;
-  const names = others(conv).map((m) => m.display_name);
-  return names.length ? names.join(", ") : "Just you";
-}
-
-// --- the conversation list ---------------------------------------------------------------------
-
-function renderList() {
-  const sorted = [...convs.values()].sort((a, b) =>
-    (b.last_activity_at || "").localeCompare(a.last_activity_at || ""));
-  $("#convs").replaceChildren(...sorted.map((conv) => {
-    const partner = conv.kind === "direct" ? others(conv)[0] : null;
-    const online = partner && presence.get(partner.username) === "online";
-    const last = conv.last_message;
-    const button = h("button", { type: "button", "data-id": conv.id, "aria-current": String(conv.id === current),
-      onclick: () => open(conv.id) },
-      h("span", { class: `dot${online ? " online" : ""}`, title: partner ? (online ? "online" : "offline") : "group",
-        "aria-label": partner ? (online ? "online" : "offline") : null }),
-      h("span", { class: "title", text: titleOf(conv) }),
-      conv.unread_count && conv.id !== current
-        ? h("span", { class: "unread", text: String(conv.unread_count), "aria-label": `${conv.unread_count} unread` })
-        : h("span"),
-      h("span", { class: "last", text: last ? `${last.sender.display_name}: ${last.content}` : "No messages yet" }));
-    return h("li", {}, button);
-  }));
-}
-
-async function loadConversations() {
-  try {
-    const page = await api("GET", "/api/v1/conversations?limit=100");
-    for (const conv of page.items) convs.set(conv.id, conv);
-    clearError($("#error"));
-    renderList();
-    loadPresence();
-  } catch (failure) {
-    showError($("#error"), failure);
-  }
-}
-
-async function loadPresence() {
-  const names = new Set();
-  for (const conv of convs.values()) if (conv.kind === "direct") others(conv).forEach((m) => names.add(m.username));
-  if (!names.size) return;
-  try {
-    const found = await api("GET", `/api/v1/presence?users=${encodeURIComponent([...names].join(","))}`);
-    for (const [name, state] of Object.entries(found)) presence.set(name, state.status);
-    renderList();
-  } catch {
-    // presence is a nicety: without it the dots stay grey
-  }
 }
 
 // --- one conversation ------------------------------------------------------------------------------
@@ -95,12 +43,14 @@ function tick(message) {
 }
 
 function renderMessage(message) {
+  const hit = found && found.id === message.conversation_id && found.seq === message.seq ? " found" : "";
   if (message.message_type === "system") {
-    return h("li", { class: "msg system", "data-seq": message.seq, text: message.content });
+    return h("li", { class: `msg system${hit}`, "data-seq": message.seq, text: message.content });
   }
   const mark = tick(message);
   const mine = message.sender.id === me.id;
-  return h("li", { class: `msg${mine ? " mine" : ""}`, "data-seq": message.seq || "", "data-client": message.client_msg_id },
+  return h("li", { class: `msg${mine ? " mine" : ""}${hit}`, "data-seq": message.seq || "",
+    "data-client": message.client_msg_id },
     mine ? null : h("div", { class: "small", text: message.sender.display_name }),
     h("div", { class: "text", text: message.content }),
     h("div", { class: "meta" },
@@ -109,59 +59,75 @@ function renderMessage(message) {
 }
 
 function renderMessages({ keepBottom = true, keepOffset = false } = {}) {
-  if (!current) return;
-  const list = $("#messages");
+  if (!current || !loaded.has(current)) return;
+  const box = $("#messages");
   const state = loaded.get(current);
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
-  const fromBottom = list.scrollHeight - list.scrollTop;
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  const fromBottom = box.scrollHeight - box.scrollTop;
   const sorted = [...state.messages.values()].sort((a, b) => a.seq - b.seq);
   const pending = [...outbox.values()].filter((f) => f.conversation_id === current)
     .map((f) => ({ ...f, seq: 0, sender: me, message_type: "text", created_at: null }));
-  list.replaceChildren(...sorted.map(renderMessage), ...pending.map(renderMessage));
-  if (keepOffset) list.scrollTop = list.scrollHeight - fromBottom;
-  else if (keepBottom && atBottom) list.scrollTop = list.scrollHeight;
+  box.replaceChildren(...sorted.map(renderMessage), ...pending.map(renderMessage));
+  if (keepOffset) box.scrollTop = box.scrollHeight - fromBottom;
+  else if (keepBottom && atBottom) box.scrollTop = box.scrollHeight;
 }
 
-async function open(id) {
+function showHeader(conv) {
+  $("#title").textContent = list.titleOf(conv);
+  group.show(conv);
+}
+
+// Opens a conversation at its newest message, or (`seq`) at one that search found.
+async function open(id, { seq = null } = {}) {
   current = id;
-  const conv = convs.get(id);
+  list.current = id;
+  found = seq ? { id, seq } : null;
   $("#chat").classList.add("open");
-  $("#title").textContent = titleOf(conv);
+  showHeader(list.get(id));
   $("#sendbox").hidden = false;
+  $("#notice").hidden = true;
   $("#typing").textContent = "";
-  if (!loaded.has(id)) {
-    loaded.set(id, { messages: new Map(), oldest: null, more: true });
-    await older(id);
+  if (!loaded.has(id)) loaded.set(id, { messages: new Map(), oldest: null, more: true });
+  const state = loaded.get(id);
+  if (!state.oldest) await older(id);
+  while (seq && state.more && state.oldest > seq && current === id) {
+    if (!(await older(id, JUMP_PAGE))) break;
   }
+  if (current !== id) return;
   renderMessages();
-  const list = $("#messages");
-  list.scrollTop = list.scrollHeight;
+  const box = $("#messages");
+  const hit = seq && box.querySelector(`[data-seq="${seq}"]`);
+  if (hit) hit.scrollIntoView({ block: "center" });
+  else box.scrollTop = box.scrollHeight;
   markRead();
-  renderList();
+  list.render();
   showTyping();
-  $("#text").focus();
+  $("#text").focus({ preventScroll: true });
 }
 
-async function older(id) {
+// The page of messages before the oldest one held; false if it could not be read.
+async function older(id, limit = PAGE) {
   const state = loaded.get(id);
-  if (!state.more || state.loading) return;
+  if (!state.more || state.loading) return false;
   state.loading = true;
   try {
-    const params = new URLSearchParams({ limit: String(PAGE) });
+    const params = new URLSearchParams({ limit: String(limit) });
     if (state.oldest) params.set("before_seq", String(state.oldest));
     const page = await api("GET", `/api/v1/conversations/${encodeURIComponent(id)}/messages?${params}`);
     for (const message of page.items) state.messages.set(message.seq, message);
     if (page.items.length) state.oldest = page.items[0].seq;
     state.more = Boolean(page.next_cursor);
+    return true;
   } catch (failure) {
     showError($("#error"), failure);
+    return false;
   } finally {
     state.loading = false;
   }
 }
 
 function markRead() {
-  const conv = convs.get(current);
+  const conv = list.get(current);
   if (!conv || document.hidden) return;
   const state = loaded.get(current);
   const top = Math.max(0, ...state.messages.keys());
@@ -172,24 +138,39 @@ function markRead() {
   conv.unread_count = 0;
 }
 
+// The user left or was removed: the conversation leaves the list; if it is on screen, its history
+// stays readable with a note saying so, and the composer goes.
+function leftConversation(id, note) {
+  list.drop(id);
+  loaded.delete(id);
+  if (id !== current) return;
+  $("#sendbox").hidden = true;
+  group.show(null);
+  $("#notice").textContent = note;
+  $("#notice").hidden = false;
+}
+
 // --- frames --------------------------------------------------------------------------------------------
 
+// A message past the conversation's last_seq is new to the page and counts once as unread; one seen
+// again (a replay after a reconnect, or one the list was loaded with) counts no more.
 function onMessage(message) {
   const id = message.conversation_id;
-  if (!convs.has(id)) {
-    loadConversations();
+  const conv = list.get(id);
+  if (!conv) {
+    list.refresh();
     return;
   }
-  const conv = convs.get(id);
   const state = loaded.get(id);
-  const fresh = !state || !state.messages.has(message.seq);
   if (state) state.messages.set(message.seq, message);
   if (message.client_msg_id) outbox.delete(message.client_msg_id);
-  if (message.seq > (conv.last_seq || 0)) {
+  const fresh = message.seq > (conv.last_seq || 0);
+  if (fresh) {
     conv.last_seq = message.seq;
     conv.last_message = message;
     conv.last_activity_at = message.created_at;
   }
+  if (message.message_type === "system" && fresh) membersChanged(id);
   if (message.sender.id !== me.id && fresh) {
     live.send({ type: "delivered", conversation_id: id, seq: message.seq });
     clearTypist(id, message.sender.username);
@@ -197,14 +178,20 @@ function onMessage(message) {
     else conv.unread_count = (conv.unread_count || 0) + 1;
   }
   if (id === current) renderMessages();
-  renderList();
+  list.render();
+}
+
+// A `system` message records a change of members: the conversation is read again.
+async function membersChanged(id) {
+  if (!(await list.reload(id))) leftConversation(id, "You are no longer a member of this conversation.");
 }
 
 function onReceipt(frame) {
   if (frame.user.id === me.id) {
-    if (frame.status === "read" && convs.has(frame.conversation_id)) {
-      convs.get(frame.conversation_id).unread_count = 0; // read on another device
-      renderList();
+    const conv = list.get(frame.conversation_id);
+    if (frame.status === "read" && conv) {
+      conv.unread_count = 0; // read on another device
+      list.render();
     }
     return;
   }
@@ -245,25 +232,43 @@ function showTyping() {
     : who.length === 1 ? `${who[0]} is typing…` : `${who.join(", ")} are typing…`;
 }
 
+// A send the server refused (`ref` names it): it leaves the outbox, and its text goes back in the box.
+function onError(frame) {
+  const refused = frame.ref && outbox.get(frame.ref);
+  if (!refused) return;
+  outbox.delete(frame.ref);
+  if (refused.conversation_id === current && !$("#text").value) $("#text").value = refused.content;
+  const status = frame.code === "rate_limited" ? 429 : 400;
+  showError($("#error"), new ApiError(status, frame.code, frame.message));
+  renderMessages();
+}
+
 function onFrame(frame) {
-  if (frame.type === "message") onMessage(frame.message);
-  else if (frame.type === "ack") onMessage(frame.message);
+  if (frame.type === "message" || frame.type === "ack") onMessage(frame.message);
+  else if (frame.type === "conversation") list.add(frame.conversation);
   else if (frame.type === "receipt") onReceipt(frame);
   else if (frame.type === "typing") onTyping(frame);
-  else if (frame.type === "presence") {
-    presence.set(frame.user.username, frame.status);
-    renderList();
-  }
+  else if (frame.type === "presence") list.onPresence(frame);
+  else if (frame.type === "synced") onSynced(frame);
+  else if (frame.type === "error") onError(frame);
 }
 
 // After a reconnect: resend what was never acked (same client_msg_id: stored once), then ask for
-// everything after the last seq held in each open conversation.
+// everything after the last seq held: in an opened conversation its newest message, elsewhere the
+// last one the list knows of. What was missed arrives as `message` frames, then `synced`.
 function resync() {
   for (const frame of outbox.values()) live.send(frame);
   const cursors = {};
+  for (const [id, conv] of list.convs) cursors[id] = conv.last_seq || 0;
   for (const [id, state] of loaded) cursors[id] = Math.max(0, ...state.messages.keys());
   live.send({ type: "sync", cursors });
-  loadConversations();
+}
+
+// The replay is over (with `more`, another round follows); the list is then read again, for its
+// counts and the conversations made meanwhile.
+function onSynced(frame) {
+  if (frame.more) live.send({ type: "sync", cursors: frame.cursors });
+  else list.refresh();
 }
 
 // --- sending and typing ----------------------------------------------------------------------------
@@ -304,16 +309,16 @@ $("#sendbox").addEventListener("submit", (event) => {
   typing("stop");
   typingSentAt = 0;
   renderMessages();
-  const list = $("#messages");
-  list.scrollTop = list.scrollHeight;
+  const box = $("#messages");
+  box.scrollTop = box.scrollHeight;
 });
 
 $("#messages").addEventListener("scroll", async () => {
-  if ($("#messages").scrollTop > 60 || !current) return;
+  if ($("#messages").scrollTop > 60 || !current || !loaded.has(current)) return;
   const id = current;
   const before = loaded.get(id).oldest;
   await older(id);
-  if (id === current && loaded.get(id).oldest !== before) renderMessages({ keepOffset: true });
+  if (id === current && loaded.has(id) && loaded.get(id).oldest !== before) renderMessages({ keepOffset: true });
 });
 
 // --- new conversation, search, navigation -------------------------------------------------------
@@ -325,59 +330,64 @@ $("#new-form").addEventListener("submit", async (event) => {
   const name = form.group_name.value.trim();
   try {
     const conv = await api("POST", "/api/v1/conversations", { members, ...(name ? { name } : {}) });
-    convs.set(conv.id, conv);
+    list.add(conv);
     form.reset();
     $("#new").open = false;
     clearError($("#new-error"));
-    loadPresence();
     await open(conv.id);
   } catch (failure) {
     showError($("#new-error"), failure);
   }
 });
 
-$("#search").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const q = $("#q").value.trim();
-  const results = $("#results");
-  $("#convs").hidden = Boolean(q);
-  results.hidden = !q;
-  if (!q) return;
-  try {
-    const page = await api("GET", `/api/v1/search/messages?q=${encodeURIComponent(q)}`);
-    results.replaceChildren(...(page.items.length ? page.items.map((m) => h("li", {},
-      h("button", { type: "button", onclick: () => open(m.conversation_id) },
-        h("span"), h("span", { class: "title", text: m.sender.display_name }), h("span"),
-        h("span", { class: "last", text: m.content })))) : [h("li", { class: "muted", text: "No message matches." })]));
-  } catch (failure) {
-    results.replaceChildren(h("li", { class: "error", text: failure.status === 404
-      ? "Search is not available on this server." : failure.message }));
+// A result may lie in a conversation beyond the list's first page: that one is read first.
+async function openFound(message) {
+  const id = message.conversation_id;
+  if (!list.has(id) && !(await list.reload(id))) {
+    showError($("#error"), new ApiError(404, "conversation_not_found", "You are no longer in that conversation."));
+    return;
   }
-});
-$("#q").addEventListener("search", () => { if (!$("#q").value) $("#search").requestSubmit(); });
+  await open(id, { seq: message.seq });
+}
 
 $("#back").addEventListener("click", () => {
+  const was = current;
   current = null;
+  list.current = null;
   $("#chat").classList.remove("open");
-  renderList();
+  list.render();
+  const item = was && $(`#convs [data-id="${CSS.escape(was)}"]`);
+  if (item) item.focus();
 });
 
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden && current) {
+  if (!document.hidden && current && loaded.has(current)) {
     markRead();
-    renderList();
+    list.render();
   }
 });
 
 requireUser().then(async (user) => {
   me = user;
+  list = new ConversationList({
+    me,
+    onopen: (id) => open(id),
+    onchange: (conv) => { if (conv.id === current) showHeader(conv); },
+  });
+  group = new GroupPanel({
+    me,
+    titleOf: (conv) => list.titleOf(conv),
+    onchange: (conv) => list.add(conv),
+    onleft: (id) => leftConversation(id, "You left this conversation."),
+  });
+  setUpSearch({ list, onfound: openFound });
   live = new Live({
     onframe: onFrame,
     onstatus: (status) => { $("#live").textContent = statusText(status); },
     onresync: resync,
   });
   live.connect();
-  await loadConversations();
+  await list.load();
   const wanted = new URLSearchParams(location.search).get("c");
-  if (wanted && convs.has(wanted)) open(wanted);
+  if (wanted && list.has(wanted)) open(wanted);
 });

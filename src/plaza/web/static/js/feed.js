@@ -10,8 +10,9 @@ const form = $("#compose");
 const banner = $("#banner");
 let mode = "chronological";
 let pending = [];
+let me = null;
 
-const render = (post) => renderPost(post, { onNewPost: (made) => list.prepend([made]) });
+const render = (post) => renderPost(post, { me, onNewPost: (made) => list.prepend([made]) });
 const list = new PostList({
   list: $("#posts"),
   sentinel: $("#sentinel"),
@@ -92,6 +93,7 @@ async function resync() {
 }
 
 requireUser().then((user) => {
+  me = user;
   list.more();
   const live = new Live({
     onframe: (frame) => {

@@ -1,5 +1,6 @@
 // The one WebSocket of a page (`/ws`, authenticated by the session cookie). Reconnects by itself with
-// capped exponential backoff and jitter; after a reconnect `onresync` lets the page catch up.
+// capped exponential backoff and jitter; after a reconnect `onresync` lets the page catch up. It comes
+// back as the same device (the id the first `ready` gave), so the server's cursors for it still hold.
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 30000;
@@ -14,6 +15,7 @@ export class Live {
     this.attempt = 0;
     this.everReady = false;
     this.socket = null;
+    this.deviceId = null;
     this.heartbeat = null;
     this.retry = null;
     this.closed = false;
@@ -23,7 +25,8 @@ export class Live {
   connect() {
     if (this.closed) return;
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(`${scheme}//${location.host}/ws`);
+    const query = this.deviceId ? `?device_id=${encodeURIComponent(this.deviceId)}` : "";
+    const socket = new WebSocket(`${scheme}//${location.host}/ws${query}`);
     this.socket = socket;
     socket.onmessage = (event) => this.receive(JSON.parse(event.data));
     socket.onclose = (event) => this.lost(socket, event.code);
@@ -32,6 +35,7 @@ export class Live {
   receive(frame) {
     if (frame.type === "ready") {
       this.attempt = 0;
+      this.deviceId = frame.device_id;
       clearInterval(this.heartbeat);
       this.heartbeat = setInterval(() => this.send({ type: "ping" }), frame.heartbeat_s * 1000);
       this.onstatus("live");

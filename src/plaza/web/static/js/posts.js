@@ -26,8 +26,28 @@ function setCount(button, label, count) {
   button.textContent = `${label} ${count}`;
 }
 
-// `post` is what the API returns; for a repost the body shown is the post it reposts.
-export function renderPost(post, { signedIn = true, onNewPost = () => {} } = {}) {
+// The viewer's own post (or repost) can be deleted, after a confirmation; it leaves the list, and the
+// focus moves to a neighbour so that keyboard users keep their place.
+function deleteButton(post, li, problem) {
+  const what = post.reposted ? "repost" : "post";
+  const button = h("button", { type: "button", class: "delete", text: post.reposted ? "Undo repost" : "Delete" });
+  button.addEventListener("click", async () => {
+    if (!confirm(`Delete this ${what}? It disappears from every feed.`)) return;
+    try {
+      await api("DELETE", `/api/v1/posts/${encodeURIComponent(post.id)}`);
+      const next = li.nextElementSibling || li.previousElementSibling;
+      li.remove();
+      if (next) next.focus();
+    } catch (failure) {
+      showError(problem, failure);
+    }
+  });
+  return button;
+}
+
+// `post` is what the API returns; for a repost the body shown is the post it reposts. `me`: the
+// viewer, whose own posts get a Delete button.
+export function renderPost(post, { signedIn = true, me = null, onNewPost = () => {} } = {}) {
   const shown = post.reposted || post;
   const li = h("li", { class: "post", "data-id": post.id, tabindex: "-1" });
   if (post.reposted) {
@@ -89,7 +109,8 @@ export function renderPost(post, { signedIn = true, onNewPost = () => {} } = {})
     li.insertBefore(form, problem);
     input.focus();
   });
-  li.append(h("footer", {}, reply, repost, like), problem);
+  const mine = me && post.author.id === me.id ? deleteButton(post, li, problem) : null;
+  li.append(h("footer", {}, reply, repost, like, mine), problem);
   return li;
 }
 

@@ -7,14 +7,14 @@ import { PostList, renderPost } from "./posts.js";
 const username = decodeURIComponent(location.pathname.split("/").pop());
 const path = `/api/v1/users/${encodeURIComponent(username)}`;
 const error = $("#error");
-let signedIn = false;
+let viewer = null;
 
 const list = new PostList({
   list: $("#posts"),
   sentinel: $("#sentinel"),
   end: $("#end"),
   error,
-  render: (post) => renderPost(post, { signedIn }),
+  render: (post) => renderPost(post, { signedIn: Boolean(viewer), me: viewer }),
   fetchPage: (cursor) => api("GET", `${path}/posts?limit=20${cursor ? "&cursor=" + encodeURIComponent(cursor) : ""}`),
 });
 
@@ -71,7 +71,7 @@ async function start() {
     return;
   }
   const user = await me();
-  signedIn = Boolean(user);
+  viewer = user;
   if (user && user.username !== username) {
     state = show(await api("GET", `${path}/relationship`));
     $("#actions").hidden = false;
