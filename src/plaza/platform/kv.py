@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 
+from plaza.platform.breaker import Breaker, guarded
 from plaza.platform.clock import Clock, SystemClock
 
 __all__ = [
@@ -61,8 +62,9 @@ def outage_as_unavailable(service: str) -> Iterator[None]:
         raise PortUnavailable(f"{service} unavailable: {exc}") from exc
 
 
-def redis_client(url: str) -> aioredis.Redis:
-    """A client whose calls fail within about a second when Redis is down, rather than hang.
+def redis_client(url: str, breaker: Breaker | None = None) -> aioredis.Redis:
+    """A client whose calls fail within about a second when Redis is down, rather than hang, and
+    at once while its circuit breaker is open (for a second after a failure).
 
     Commands are not retried by redis-py: INCR, XADD and rate-limit hits are not idempotent.
     """
@@ -72,6 +74,7 @@ def redis_client(url: str) -> aioredis.Redis:
         socket_connect_timeout=SOCKET_TIMEOUT_S,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
     )
+    pool.connection_class = guarded(pool.connection_class, breaker or Breaker())
     return aioredis.Redis.from_pool(pool)
 
 

@@ -1,0 +1,76 @@
+"""A Redis that hangs (accepts, never answers) costs one timeout, then calls fail at once for a while."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from plaza.platform.breaker import Breaker
+from plaza.platform.kv import PortUnavailable, RedisKV, redis_client
+from plaza.platform.ratelimit import RedisRateLimiter
+from plaza.settings import Rate
+
+pytestmark = pytest.mark.anyio
+
+
+class HungServer:
+    """Accepts TCP connections and never says a word."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def _hang(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.read()  # until the client gives up
+        writer.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+
+@pytest.fixture
+async def hung() -> AsyncIterator[HungServer]:
+    server = HungServer()
+    server.server = await asyncio.start_server(server._hang, "127.0.0.1", 0)
+    yield server
+    server.server.close()
+
+
+async def test_after_one_timeout_calls_fail_at_once_until_the_cooldown_ends(
+    hung: HungServer,
+) -> None:
+    now = [0.0]
+    client = redis_client(hung.url, breaker=Breaker(cooldown_s=1.0, clock=lambda: now[0]))
+    kv, limiter = RedisKV(client, "x:"), RedisRateLimiter(client, "x:")
+    with pytest.raises(PortUnavailable):
+        await kv.get("a")  # waits out the socket timeout: the server never answers
+    tried = hung.connections
+    for _ in range(20):  # every port on this client: not one goes near the server
+        with pytest.raises(PortUnavailable):
+            await kv.set("a", b"1")
+        with pytest.raises(PortUnavailable):
+            await limiter.hit("k", Rate(capacity=1, period_s=1.0))
+    await asyncio.sleep(0.05)
+    assert hung.connections == tried
+    now[0] += 1.5  # the cooldown is over: the next call tries the server again
+    with pytest.raises(PortUnavailable):
+        await kv.get("a")
+    await asyncio.sleep(0.05)
+    assert hung.connections > tried
+    await client.aclose()
+
+
+async def test_a_healthy_redis_is_not_held_back(redis_url: str) -> None:
+    breaker = Breaker()
+    client = redis_client(redis_url, breaker=breaker)
+    kv = RedisKV(client, "x-breaker:")
+    await kv.set("a", b"1", ttl_s=5)
+    assert await kv.get("a") == b"1"
+    assert not breaker.open
+    await kv.delete("a")
+    await client.aclose()
