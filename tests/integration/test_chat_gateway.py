@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from tests.conftest import register
@@ -58,6 +59,28 @@ def test_silence_closes_4401_before_auth_and_4408_after(make_client: Any) -> Non
         socket.send({"type": "ping"})  # a heartbeat keeps it open ...
         assert socket.recv() == {"type": "pong"}
         assert socket.close_code(timeout_s=3) == 4408  # ... silence does not
+
+
+def test_connections_arriving_together_each_get_their_own_user(client: Any) -> None:
+    """A reconnect wave: tokens are looked up together, and each answer goes to its own socket."""
+    names = [f"user{i}" for i in range(12)]
+    tokens = {name: token_of(register(client, name)) for name in names}
+    tokens["nobody"] = "not-a-token"
+    outcomes: dict[str, Any] = {}
+
+    def arrive(name: str) -> None:
+        with connect(client, tokens[name]) as socket:
+            if name == "nobody":
+                outcomes[name] = socket.close_code()
+            else:
+                outcomes[name] = socket.recv()["user"]["username"]
+
+    threads = [threading.Thread(target=arrive, args=(name,)) for name in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert outcomes == {**{name: name for name in names}, "nobody": 4401}
 
 
 def test_one_user_holds_a_bounded_number_of_connections(make_client: Any) -> None:

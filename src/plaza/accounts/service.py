@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +17,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from plaza.accounts import store
+from plaza.platform.batching import Batcher
 from plaza.platform.clock import Clock
-from plaza.platform.db import Database
+from plaza.platform.db import AnyRow, Database
 from plaza.platform.errors import BadRequest, Conflict, NotFound, RateLimited, Unauthorized
 from plaza.platform.kv import KV, PortUnavailable
 from plaza.platform.ratelimit import RateLimiter
@@ -69,6 +71,9 @@ class AccountsService:
         self._hasher = PasswordHasher()
         # Verified against when the user does not exist, so both cases take the same time.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+        self._tokens: Batcher[str, tuple[AnyRow, dt.datetime] | None] = Batcher(
+            self._look_up_tokens
+        )
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
@@ -163,8 +168,7 @@ class AccountsService:
             data = orjson.loads(cached)
             if data["exp"] > self.clock.time():
                 return User(data["id"], data["u"], data["d"], dt.datetime.fromisoformat(data["c"]))
-        async with self.db.read() as conn:
-            found = await store.user_for_token(conn, digest, self.now())
+        found = await self._tokens.submit(digest)
         if found is None:
             raise Unauthorized("The token is invalid, expired or revoked.", code="invalid_token")
         row, expires_at = found
@@ -179,6 +183,14 @@ class AccountsService:
         with contextlib.suppress(PortUnavailable):
             await self.kv.set(cache_key, orjson.dumps(entry), ttl_s=TOKEN_CACHE_TTL_S)
         return user
+
+    async def _look_up_tokens(
+        self, digests: Sequence[str]
+    ) -> list[tuple[AnyRow, dt.datetime] | None]:
+        """Tokens not in the cache, many at once when many arrive together (a reconnect wave)."""
+        async with self.db.read() as conn:
+            found = await store.users_for_tokens(conn, set(digests), self.now())
+        return [found.get(d) for d in digests]
 
     async def revoke(self, token: str) -> None:
         digest = token_hash(token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -69,20 +70,20 @@ async def insert_token(
     )
 
 
-async def user_for_token(
-    conn: AsyncConnection, token_hash: str, now: dt.datetime
-) -> tuple[AnyRow, dt.datetime] | None:
+async def users_for_tokens(
+    conn: AsyncConnection, token_hashes: Collection[str], now: dt.datetime
+) -> dict[str, tuple[AnyRow, dt.datetime]]:
+    """The user and expiry of each live (unrevoked, unexpired) token among these, by hash."""
     query = (
-        select(users, auth_tokens.c.expires_at)
+        select(users, auth_tokens.c.token_hash, auth_tokens.c.expires_at)
         .join(auth_tokens, auth_tokens.c.user_id == users.c.id)
         .where(
-            auth_tokens.c.token_hash == token_hash,
+            auth_tokens.c.token_hash.in_(sorted(token_hashes)),
             auth_tokens.c.revoked_at.is_(None),
             auth_tokens.c.expires_at > now,
         )
     )
-    row = (await conn.execute(query)).one_or_none()
-    return (row, row.expires_at) if row is not None else None
+    return {row.token_hash: (row, row.expires_at) for row in await conn.execute(query)}
 
 
 async def revoke_token(conn: AsyncConnection, token_hash: str, now: dt.datetime) -> bool:

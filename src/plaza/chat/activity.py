@@ -17,7 +17,7 @@ from plaza.chat.views import (
     parse_conversation_id,
     require_member,
 )
-from plaza.platform.batching import GroupCommit
+from plaza.platform.batching import Batcher
 from plaza.platform.clock import Clock
 from plaza.platform.db import AnyRow, Database
 from plaza.platform.errors import NotFound
@@ -96,7 +96,7 @@ class ActivityService:
         self._auto_stops: dict[tuple[int, int], tuple[asyncio.TimerHandle, list[int]]] = {}
         self._tasks: set[asyncio.Future[None]] = set()
         self._receipts: OrderedDict[tuple[int, int, str], _Coalesced] = OrderedDict()
-        self._cursors: GroupCommit[_Cursor, _Receipt | None] = GroupCommit(self._write_cursors)
+        self._cursors: Batcher[_Cursor, _Receipt | None] = Batcher(self._write_cursors)
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)

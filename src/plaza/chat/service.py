@@ -33,6 +33,7 @@ from plaza.chat.views import (
     summary_of,
 )
 from plaza.chat.writer import Draft, MessageWriter
+from plaza.platform.batching import Batcher
 from plaza.platform.clock import Clock
 from plaza.platform.db import AnyRow, Database
 from plaza.platform.errors import BadRequest, Forbidden, NotFound, RateLimited
@@ -97,6 +98,7 @@ class ChatService:
         self.ids, self.clock = ids, clock
         self.limiter, self.send_rate = limiter, send_rate
         self.writer = MessageWriter(db, ids, self.now)
+        self._contacts: Batcher[int, set[int]] = Batcher(self._contacts_of)
         self.activity = ActivityService(db=db, pusher=pusher, views=self.views_of, clock=clock)
         self.search = SearchService(db=db, views=self.views_of)
         self.retention = Retention(db=db, clock=clock, days=retention_days)
@@ -314,9 +316,15 @@ class ChatService:
         return Page(await self.views_of([StoredMessage.from_row(r) for r in rows]), more)
 
     async def contacts(self, user_id: int) -> set[int]:
-        """Who shares a conversation with the user: those who see their presence."""
+        """Who shares a conversation with the user: those who see their presence.
+
+        Asked on every arrival and departure; in a reconnect wave, one query answers many."""
+        return await self._contacts.submit(user_id)
+
+    async def _contacts_of(self, user_ids: Sequence[int]) -> list[set[int]]:
         async with self.db.read() as conn:
-            return await store.contacts(conn, user_id)
+            found = await store.contacts(conn, set(user_ids))
+        return [found[u] for u in user_ids]
 
     async def views_of(self, messages: Sequence[StoredMessage]) -> list[dict[str, Any]]:
         users = await self.accounts.by_ids(sorted({m.sender_id for m in messages}))

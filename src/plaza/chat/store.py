@@ -130,16 +130,24 @@ async def member_ids(
     return found
 
 
-async def contacts(conn: AsyncConnection, user_id: int) -> set[int]:
-    """Everyone who shares a conversation with the user now (the user included, if in any)."""
+async def contacts(conn: AsyncConnection, user_ids: Collection[int]) -> dict[int, set[int]]:
+    """Of each user, everyone who shares a conversation with them now (themselves included, if in
+    any)."""
     mine, theirs = members.alias("mine"), members.alias("theirs")
     query = (
-        select(theirs.c.user_id)
+        select(mine.c.user_id, theirs.c.user_id)
         .distinct()
         .join(mine, mine.c.conversation_id == theirs.c.conversation_id)
-        .where(mine.c.user_id == user_id, mine.c.left_at.is_(None), theirs.c.left_at.is_(None))
+        .where(
+            mine.c.user_id.in_(sorted(user_ids)),
+            mine.c.left_at.is_(None),
+            theirs.c.left_at.is_(None),
+        )
     )
-    return {int(i) for i in (await conn.execute(query)).scalars()}
+    found: dict[int, set[int]] = {int(u): set() for u in user_ids}
+    for user_id, contact in await conn.execute(query):
+        found[int(user_id)].add(int(contact))
+    return found
 
 
 async def members_of(conn: AsyncConnection, conversation_id: int) -> list[int]:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from plaza.chat import store
 from plaza.chat.views import StoredMessage, conversation_not_found
-from plaza.platform.batching import GroupCommit
+from plaza.platform.batching import Batcher
 from plaza.platform.db import Database
 from plaza.platform.ids import SnowflakeIds
 
@@ -45,7 +45,7 @@ Outcome = Stored | Exception
 class MessageWriter:
     def __init__(self, db: Database, ids: SnowflakeIds, now: Callable[[], dt.datetime]) -> None:
         self.db, self.ids, self.now = db, ids, now
-        self._batches: GroupCommit[Draft, Stored] = GroupCommit(self._write)
+        self._batches: Batcher[Draft, Stored] = Batcher(self._write)
 
     async def store(self, draft: Draft) -> Stored:
         """Store the message once per (sender, client_msg_id); raises NotFound for a non-member."""

@@ -1,4 +1,5 @@
-"""Group commit: callers that arrive while one batch is being written share the next write."""
+"""Batching: callers that arrive while one batch runs share the next one (group commit for writes,
+one query for many callers for reads)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["GroupCommit"]
+__all__ = ["Batcher"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -15,7 +16,7 @@ R = TypeVar("R")
 Apply = Callable[[Sequence[T]], Awaitable[Sequence[R | Exception]]]
 
 
-class GroupCommit(Generic[T, R]):
+class Batcher(Generic[T, R]):
     """Runs `apply` on everything submitted since the previous run started, one run at a time.
 
     A lone caller waits no longer than for its own write: a run starts on the next turn of the
