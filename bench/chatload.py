@@ -106,8 +106,10 @@ class Client:
             self.conns.append(conn)
             self._spawn(self._receive(conn))
 
-        await asyncio.gather(*(one(i, m) for i, m in enumerate(self.members)))
+        # Connections opened first must keep pinging while the rest connect (10,000 take over a
+        # minute), or the server closes them as idle after 30 s.
         self._spawn(self._pinger())
+        await asyncio.gather(*(one(i, m) for i, m in enumerate(self.members)))
         return {
             "connected": len(self.conns),
             "failed": dict(failures),
