@@ -15,6 +15,9 @@ from types import FrameType
 
 from plaza.cli import main
 
+# cProfile's default wall-clock timer: time.thread_time (CPU time) costs a system call per event
+# here and slowed the server several times over. Profile below saturation, on a quiet machine, so
+# that wall time is CPU time (a wait for the GIL or for a core lands on the running function).
 profiler = cProfile.Profile()
 OUT = sys.argv.pop(1)
 
