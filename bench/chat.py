@@ -1,6 +1,6 @@
 """Plaza's chat benchmark: N WebSocket users sending at steady rates, beside a bare broadcast baseline.
 
-    .venv/bin/python bench/chat.py [--users 10000] [--group-sizes 2,10] [--rate 100,200,400]
+    .venv/bin/python bench/chat.py [--users 10000] [--group-sizes 2,10] [--rate 30,60,120]
                                    [--duration 20] [--targets plaza-sqlite,plaza-pg,baseline]
                                    [--clients 2] [--connect-rate 500] [--profile] [--no-save] [--keep]
 
@@ -542,7 +542,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rate",
         dest="rates",
         type=lambda s: [float(x) for x in s.split(",")],
-        default=[100.0, 200.0, 400.0],
+        default=[30.0, 60.0, 120.0],
         help="sends/s; a comma list runs one step per rate, in order, on the same connections",
     )
     parser.add_argument("--duration", type=int, default=20, help="seconds of each step")
