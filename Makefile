@@ -6,7 +6,7 @@ PYTHON ?= python3
 CODE := $(wildcard src tests bench)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test lint format bench bench-feed screenshots clean
+.PHONY: help install browser run test lint format bench bench-feed bench-chat screenshots clean
 CHROMIUM ?= /usr/bin/chromium
 
 help: ## List the targets
@@ -44,6 +44,9 @@ bench: install ## Benchmarks; figures are appended to bench/RESULTS.md
 
 bench-feed: install ## Feed benchmark (fan-out vs stream-framework-plus, reads, memory), ~3 min
 	$(PY) bench/feed.py
+
+bench-chat: install ## Chat benchmark (10,000 WebSocket users on both backends and a bare baseline), ~10 min
+	$(PY) bench/chat.py
 
 screenshots: install browser ## Screenshots of the main pages into docs/screenshots (sample data)
 	$(PY) -m tests.browser.screenshots docs/screenshots

@@ -3,8 +3,10 @@
     .venv/bin/python bench/run.py [--duration 10] [--links 10000] [--only redirects|creates]
                                   [--targets nginx,plaza-sqlite,plaza-pg,plaza-pg-worker,liteshort] [--no-save]
     .venv/bin/python bench/run.py --only feed [bench/feed.py's options]
+    .venv/bin/python bench/run.py --only chat [bench/chat.py's options]
 
-The feed benchmark (bench/feed.py) runs only when asked for: it takes several minutes of its own.
+The feed and chat benchmarks (bench/feed.py, bench/chat.py) run only when asked for: each takes
+several minutes of its own.
 
 Prints a Markdown report and appends it to bench/RESULTS.md. bench/README.md explains the figures.
 """
@@ -171,7 +173,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--links", type=int, default=10_000, help="links seeded per target")
     parser.add_argument(
-        "--only", choices=["redirects", "creates", "feed"], help="feed: bench/feed.py, first"
+        "--only",
+        choices=["redirects", "creates", "feed", "chat"],
+        help="feed, chat: bench/feed.py, bench/chat.py (first, with their own options after)",
     )
     parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma list")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
@@ -200,6 +204,11 @@ def main() -> None:
         import feed
 
         feed.main(sys.argv[3:] if sys.argv[1] == "--only" else sys.argv[2:])
+        return
+    if sys.argv[1:3] == ["--only", "chat"] or sys.argv[1:2] == ["--only=chat"]:
+        import chat
+
+        chat.main(sys.argv[3:] if sys.argv[1] == "--only" else sys.argv[2:])
         return
     args = parse_args()
     signal.signal(signal.SIGTERM, _terminate)

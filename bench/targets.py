@@ -152,10 +152,14 @@ def plaza(
     *,
     separate_worker: bool = False,
     redis_prefix: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    launcher: list[str] | None = None,
 ) -> Iterator[Server]:
     """`plaza serve`; with `separate_worker`, consumers run in their own `plaza worker` process.
 
     Its Redis keys (under `redis_prefix`, by default one of this run's own) are deleted afterwards.
+    `launcher` replaces the `plaza` executable (e.g. a Python script that profiles it), `extra_env`
+    adds settings.
     """
     work.mkdir(parents=True)
     port = free_port()
@@ -165,10 +169,12 @@ def plaza(
         PLAZA_CREATE_RATE="100000000/hour",  # the benchmark is one client IP
         PLAZA_AUTO_MIGRATE="true",
     )
+    env |= extra_env or {}
     if redis_url:
         prefix = redis_prefix or f"plaza-bench-{os.getpid()}:"
         env |= {"PLAZA_REDIS_URL": redis_url, "PLAZA_REDIS_PREFIX": prefix}
-    cmd = [str(PLAZA), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd = [*(launcher or [str(PLAZA)]), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--workers", "1"]
     if separate_worker:
         cmd.append("--no-background")
     try:
@@ -239,4 +245,30 @@ def liteshort(work: Path) -> Iterator[Server]:
     cmd += ["--workers", "1", "--worker-class", "gthread", "--threads", str(LITESHORT_THREADS)]
     cmd += ["--no-control-socket", "peer_liteshort:app"]
     with serving(cmd, port=port, log=work / "gunicorn.log", cwd=work, env=env) as server:
+        yield server
+
+
+def migrate(database_url: str, log: Path) -> None:
+    """`plaza migrate` on a database (a fresh one, before it is seeded directly in SQL)."""
+    with log.open("wb") as out:
+        subprocess.run(
+            [str(PLAZA), "migrate"],
+            env=_clean_env(PLAZA_DATABASE_URL=database_url),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=READY_TIMEOUT_S,
+        )
+
+
+@contextmanager
+def broadcast(work: Path, users: int, group_sizes: str) -> Iterator[Server]:
+    """The chat baseline (peer_broadcast.py) under uvicorn, with `plaza serve`'s uvicorn options."""
+    work.mkdir(parents=True)
+    port = free_port()
+    env = _clean_env(CHAT_BENCH_USERS=str(users), CHAT_BENCH_GROUP_SIZES=group_sizes)
+    cmd = [str(REPO / ".venv" / "bin" / "uvicorn"), "--app-dir", str(BENCH), "peer_broadcast:app"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools"]
+    cmd += ["--no-access-log", "--ws-max-size", str(1024 * 1024)]
+    with serving(cmd, port=port, log=work / "uvicorn.log", cwd=work, env=env) as server:
         yield server
