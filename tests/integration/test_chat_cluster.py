@@ -50,7 +50,7 @@ def test_who_is_connected_is_known_across_instances(
     alice, bob = register(one, "alice"), register(one, "bob")
     users = one.get("/api/v1/me", headers=alice).json(), one.get("/api/v1/me", headers=bob).json()
     alice_id, bob_id = (int(user["id"]) for user in users)
-    hub = one.app.app.state.services.realtime
+    hub = one.app.state.services.realtime
 
     def connected() -> set[int]:
         return set(one.portal.call(hub.connected, [alice_id, bob_id]))

@@ -127,7 +127,7 @@ def test_bad_frames_get_error_frames_and_the_connection_stays(client: Any) -> No
 def test_shutdown_tells_clients_to_reconnect_then_closes_1012(client: Any) -> None:
     token = token_of(register(client, "alice"))
     with online(client, token) as first, online(client, token) as second:
-        hub = client.app.app.state.services.realtime
+        hub = client.app.state.services.realtime
         client.portal.call(hub.drain)  # what the lifespan does on shutdown
         for socket in (first, second):
             assert socket.close_code() == 1012

@@ -98,7 +98,7 @@ def test_offline_members_get_a_push_retried_after_a_failure(
     }
     time.sleep(0.3)
     assert len(provider.received) == 2  # carol was online, alice sent it: nothing for them
-    notifier = client.app.app.state.services.notifier
+    notifier = client.app.state.services.notifier
     assert client.portal.call(notifier.dead_letters) == []
 
 
@@ -112,7 +112,7 @@ def test_a_push_that_never_goes_through_is_a_dead_letter(
     with online(client, token_of(alice)) as a:
         message = send_message(a, cid, "are you there?")
     assert [status for status, _ in provider.wait_for(3)] == [500, 500, 500]
-    notifier = client.app.app.state.services.notifier
+    notifier = client.app.state.services.notifier
     deadline = time.monotonic() + 5
     while not (letters := client.portal.call(notifier.dead_letters)):
         assert time.monotonic() < deadline
@@ -135,7 +135,7 @@ def test_unreachable_provider_and_refusals(
     with online(client, token_of(alice)) as a:
         send_message(a, cid, "one")
     assert len(refusing.wait_for(1)) == 1  # a 4xx is not retried
-    notifier = client.app.app.state.services.notifier
+    notifier = client.app.state.services.notifier
     deadline = time.monotonic() + 5
     while not client.portal.call(notifier.dead_letters):
         assert time.monotonic() < deadline

@@ -26,7 +26,7 @@ def test_purge_keeps_seq_and_search_in_step(client: Any, monkeypatch: pytest.Mon
         time.sleep(0.01)
         cutoff = dt.datetime.now(dt.UTC)
         send_message(a, cid, "fresh news")
-        chat = client.app.app.state.services.chat
+        chat = client.app.state.services.chat
         assert client.portal.call(chat.retention.purge_before, cutoff) == 3
         assert client.portal.call(chat.retention.purge_before, cutoff) == 0
         assert [(m["seq"], m["content"]) for m in history(client, bob, cid)] == [(4, "fresh news")]
@@ -50,7 +50,7 @@ def test_the_periodic_job_purges_what_is_due(
     cid = conversation(client, alice, "bob")
     with online(client, token_of(alice)) as a:
         send_message(a, cid, "recent")
-    state = client.app.app.state
+    state = client.app.state
     assert client.portal.call(sweep_once, state.platform, state.services)["chat_messages"] == 0
     state.services.chat.retention.clock = FakeClock(start=time.time() + 2 * 86_400)
     done = client.portal.call(sweep_once, state.platform, state.services)

@@ -389,7 +389,7 @@ def test_permanent_redirects_when_the_deployment_chooses_them(make_client: Any) 
 def test_the_expiry_sweep_evicts_expired_links_and_keeps_their_rows(client: Any) -> None:
     code = shorten(client, expires_at=_in_seconds(1.0)).json()["short_code"]
     assert client.get(f"/{code}", follow_redirects=False).status_code == 302
-    services = client.app.app.state.services
+    services = client.app.state.services
     assert client.portal.call(services.links.sweep_expired) == 0  # not expired yet
     time.sleep(1.1)
     assert client.portal.call(services.links.sweep_expired) == 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Final
+from typing import Any, Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -150,6 +150,11 @@ class RedirectFastPath:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.redirector: Redirector | None = None  # set once the app has started
+
+    @property
+    def state(self) -> Any:
+        """The app's state (its platform and services), as on any Starlette app."""
+        return getattr(self.app, "state")  # noqa: B009 (an ASGIApp need not have one)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (

@@ -136,8 +136,27 @@ class RedisPort:
         """Nothing to release: the client belongs to whoever built it."""
 
 
+# KEYS: the keys; ARGV: the TTL in ms ('' for none), then a value per key.
+_SET_MANY = """
+local px = ARGV[1]
+for i, key in ipairs(KEYS) do
+  if px == '' then
+    redis.call('SET', key, ARGV[i + 1])
+  else
+    redis.call('SET', key, ARGV[i + 1], 'PX', px)
+  end
+end
+return #KEYS
+"""
+SET_MANY_CHUNK = 1000
+
+
 class RedisKV(RedisPort):
     """Keys live under `prefix`. The client is the caller's: aclose() leaves it open."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        super().__init__(client, prefix)
+        self._set_many = client.register_script(_SET_MANY)
 
     async def get(self, key: str) -> bytes | None:
         with outage_as_unavailable("redis kv"):
@@ -157,14 +176,17 @@ class RedisKV(RedisPort):
             await self._client.set(self._prefix + key, value, px=px)
 
     async def set_many(self, items: Mapping[str, bytes], ttl_s: float | None = None) -> None:
-        px = _ttl_ms(ttl_s)
-        if not items:
-            return
+        """One Lua call per SET_MANY_CHUNK keys (each atomic): a heartbeat renews every connected
+        user's keys, and 10,000 SETs packed one by one cost the event loop a few hundred ms."""
+        px = str(_ttl_ms(ttl_s) or "")
+        pairs = list(items.items())
         with outage_as_unavailable("redis kv"):
-            async with self._client.pipeline(transaction=True) as pipe:
-                for key, value in items.items():
-                    pipe.set(self._prefix + key, value, px=px)
-                await pipe.execute()
+            for at in range(0, len(pairs), SET_MANY_CHUNK):
+                chunk = pairs[at : at + SET_MANY_CHUNK]
+                await self._set_many(
+                    keys=[self._prefix + key for key, _ in chunk],
+                    args=[px, *(value for _, value in chunk)],
+                )
 
     async def add(self, key: str, value: bytes, ttl_s: float | None = None) -> bool:
         px = _ttl_ms(ttl_s)
