@@ -155,10 +155,7 @@ async def _start_background(platform: Platform, services: Services) -> Backgroun
     return background
 
 
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def _settle_garbage_collector() -> None:
+def _settle_garbage_collector(young_threshold: int) -> None:
     """Move everything built at start-up out of the collector's reach, and collect the young less
     often.
 
@@ -167,13 +164,13 @@ def _settle_garbage_collector() -> None:
     WebSocket's objects (1.5-1.7 s at 10,000 connections, every ~12 s under chat load). What makes
     full collections frequent is young objects that happen to be alive when a young collection runs
     (a request in flight): they are promoted, and once promotions reach a quarter of the old
-    generation a full collection follows. Collecting the young every GC_YOUNG_THRESHOLD allocations
-    rather than CPython's 700 lets nearly all of them die first.
+    generation a full collection follows. Collecting the young every `young_threshold` allocations
+    (PLAZA_GC_YOUNG_THRESHOLD) rather than CPython's 700 lets most of them die first.
     """
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    gc.set_threshold(young_threshold, middle, old)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> RedirectFastPath:
@@ -188,7 +185,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.state.platform, app.state.services = platform, services
         background = await _start_background(platform, services)
         undo_signals = drain_on_signals(services.realtime.drain)
-        _settle_garbage_collector()
+        _settle_garbage_collector(settings.gc_young_threshold)
         front.redirector = Redirector(
             cache=services.cache,
             clicks=services.clicks,

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     ws_idle_timeout_s: float = Field(default=30.0, gt=0)  # three missed 10 s heartbeats
     # Frames waiting for one slow client; when full it is told to reconnect (and sync) instead.
     ws_send_queue: int = Field(default=1000, ge=2)
+    # Young-generation collections every this many allocations (CPython: 700). Higher keeps requests
+    # in flight from being promoted, and so full collections rare (seconds at 10,000 WebSockets);
+    # lower suits pure redirect load a little better (see bench/RESULTS.md).
+    gc_young_threshold: int = Field(default=10_000, ge=100)
     # Connections one user may hold on one process; another is refused (error frame, close 4429).
     ws_max_connections_per_user: int = Field(default=20, ge=1)
     # Sends per user: a token bucket refilled at this many per second, holding at most the burst.
