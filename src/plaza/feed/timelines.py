@@ -164,10 +164,12 @@ class RedisTimelines:
 
     def _calls(self, keys: Sequence[str]) -> list[list[str]]:
         """The keys as Lua calls: grouped by hash tag (one slot each), at most KEYS_PER_CALL each."""
+        if self._groups == 1:
+            names = [f"{self._prefix}tl:{key}" for key in keys]
+            return [names[at : at + KEYS_PER_CALL] for at in range(0, len(names), KEYS_PER_CALL)]
         groups: dict[int, list[str]] = {}
         for key in keys:
-            tag = zlib.crc32(key.encode()) % self._groups if self._groups > 1 else 0
-            groups.setdefault(tag, []).append(self._key(key))
+            groups.setdefault(zlib.crc32(key.encode()) % self._groups, []).append(self._key(key))
         return [
             names[at : at + KEYS_PER_CALL]
             for names in groups.values()
