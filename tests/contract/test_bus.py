@@ -280,7 +280,7 @@ async def test_redis_subscription_survives_a_connection_loss(
                         assert await anext(subscription) == Message("x", b"again")
                         break
     finally:
-        proxy.stop()
+        proxy.close()
         await through_proxy.aclose()
         await direct.aclose()
 

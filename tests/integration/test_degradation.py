@@ -38,7 +38,7 @@ def pg_proxy(pg_database_url: str) -> Iterator[tuple[TcpProxy, str]]:
     proxy.start()
     proxied = pg_database_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
     yield proxy, proxied
-    proxy.stop()
+    proxy.close()
 
 
 @pytest.mark.parametrize("with_redis", [True, False], ids=["redis", "memory"])

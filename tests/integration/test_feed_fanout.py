@@ -140,4 +140,4 @@ def test_redis_going_away_keeps_the_feed_correct_from_sql(
         post(client, bob, "after")
         eventually(lambda: contents(client, alice) == ["after", "during", "before"], 10)
     finally:
-        proxy.stop()
+        proxy.close()
