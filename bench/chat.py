@@ -15,7 +15,6 @@ import asyncio
 import multiprocessing as mp
 import os
 import pstats
-import shutil
 import signal
 import sys
 import time
@@ -562,33 +561,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every `with`: servers stop, data is dropped
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
+    report.stop_on_signals()
     limit = chatload.raise_nofile()  # inherited by the servers and the clients
     if limit < args.users + 1000:
         sys.exit(f"the open-file limit ({limit}) is too low for {args.users:,} connections")
     run = ChatRun(args, BENCH / ".work" / f"chat-{os.getpid()}")
-    run.work.mkdir(parents=True)
-    head, started = report.header(), time.monotonic()
-    try:
+
+    def measure() -> None:
         for name in args.targets:
             BENCHES[name](run)
-    except BaseException:
-        print(f"chat benchmark failed; logs kept in {run.work}", file=sys.stderr)
-        raise
-    text = render(run, head, time.monotonic() - started)
-    print(text)
-    if args.save:
-        report.append(text)
-        print(f"appended to {report.RESULTS}", file=sys.stderr)
-    if not args.keep:
-        shutil.rmtree(run.work)
+
+    report.run_in(
+        run.work,
+        "chat benchmark",
+        measure,
+        lambda head, seconds: render(run, head, seconds),
+        save=args.save,
+        keep=args.keep,
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -193,32 +191,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every `with`: servers stop, data is dropped
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
+    report.stop_on_signals()
     pid = os.getpid()
     sizes = sorted({size for size, _ in args.fanout_rows}) if args.fanout else []
     world = World(followers=max(sizes, default=10_000), fanout_sizes=sizes, readers=args.readers)
     run = FeedRun(args, BENCH / ".work" / f"feed-{pid}", f"plaza-feedbench-{pid}:", world)
-    run.work.mkdir(parents=True)
-    head, started = report.header(), time.monotonic()
-    try:
-        execute(run)
-    except BaseException:
-        print(f"feed benchmark failed; logs kept in {run.work}", file=sys.stderr)
-        raise
-    text = feedreport.render(run, head, time.monotonic() - started)
-    print(text)
-    if args.save:
-        report.append(text)
-        print(f"appended to {report.RESULTS}", file=sys.stderr)
-    if not args.keep:
-        shutil.rmtree(run.work)
+    report.run_in(
+        run.work,
+        "feed benchmark",
+        lambda: execute(run),
+        lambda head, seconds: feedreport.render(run, head, seconds),
+        save=args.save,
+        keep=args.keep,
+    )
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
+import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,6 +89,43 @@ class Targets:
     share_of_nginx: float = 0.30
     p99_ms: float = 5.0
     pg_creates_per_s: float = 2000.0
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP unwind through every `with`: servers stop, scratch data is dropped."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+
+
+def run_in(
+    work: Path,
+    name: str,
+    measure: Callable[[], None],
+    render: Callable[[list[str], float], str],
+    *,
+    save: bool,
+    keep: bool,
+) -> None:
+    """Measure with `work` as scratch folder, then print what `render(header, seconds)` makes of it,
+    appended to RESULTS.md with `save`. The folder is kept when asked, or when the run fails."""
+    work.mkdir(parents=True)
+    head, started = header(), time.monotonic()
+    try:
+        measure()
+    except BaseException:
+        print(f"{name} failed; logs kept in {work}", file=sys.stderr)
+        raise
+    text = render(head, time.monotonic() - started)
+    print(text)
+    if save:
+        append(text)
+        print(f"appended to {RESULTS}", file=sys.stderr)
+    if not keep:
+        shutil.rmtree(work)
 
 
 def _warm_cell(row: Redirects) -> str:

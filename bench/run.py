@@ -17,8 +17,6 @@ import argparse
 import json
 import os
 import random
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -195,10 +193,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every `with`, which stops the servers
-
-
 def main() -> None:
     if sys.argv[1:3] == ["--only", "feed"] or sys.argv[1:2] == ["--only=feed"]:
         import feed
@@ -211,24 +205,21 @@ def main() -> None:
         chat.main(sys.argv[3:] if sys.argv[1] == "--only" else sys.argv[2:])
         return
     args = parse_args()
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
+    report.stop_on_signals()
     run = Run(args, BENCH / ".work" / f"run-{os.getpid()}")
-    run.work.mkdir(parents=True)
-    head, started = report.header(), time.monotonic()
-    try:
+
+    def measure() -> None:
         for name in args.targets:
             BENCHES[name](run)
-    except BaseException:
-        print(f"benchmark failed; logs kept in {run.work}", file=sys.stderr)
-        raise
-    text = report.render(args, head, run.redirects, run.creates, time.monotonic() - started)
-    print(text)
-    if args.save:
-        report.append(text)
-        print(f"appended to {report.RESULTS}", file=sys.stderr)
-    if not args.keep:
-        shutil.rmtree(run.work)
+
+    report.run_in(
+        run.work,
+        "benchmark",
+        measure,
+        lambda head, seconds: report.render(args, head, run.redirects, run.creates, seconds),
+        save=args.save,
+        keep=args.keep,
+    )
 
 
 if __name__ == "__main__":
