@@ -157,19 +157,24 @@ class RedisTimelines:
         self._extend = client.register_script(_EXTEND)
         self._build = client.register_script(_BUILD)
 
-    def _key(self, key: str) -> str:
+    def _tag(self, key: str) -> int:
+        return zlib.crc32(key.encode()) % self._groups if self._groups > 1 else 0
+
+    def _key(self, key: str, tag: int | None = None) -> str:
         if self._groups == 1:
             return f"{self._prefix}tl:{key}"
-        return f"{self._prefix}tl:{{{zlib.crc32(key.encode()) % self._groups}}}:{key}"
+        return f"{self._prefix}tl:{{{self._tag(key) if tag is None else tag}}}:{key}"
 
     def _calls(self, keys: Sequence[str]) -> list[list[str]]:
         """The keys as Lua calls: grouped by hash tag (one slot each), at most KEYS_PER_CALL each."""
+        groups: dict[int, list[str]]
         if self._groups == 1:
-            names = [f"{self._prefix}tl:{key}" for key in keys]
-            return [names[at : at + KEYS_PER_CALL] for at in range(0, len(names), KEYS_PER_CALL)]
-        groups: dict[int, list[str]] = {}
-        for key in keys:
-            groups.setdefault(zlib.crc32(key.encode()) % self._groups, []).append(self._key(key))
+            groups = {0: [self._key(key) for key in keys]}
+        else:
+            groups = {}
+            for key in keys:
+                tag = self._tag(key)
+                groups.setdefault(tag, []).append(self._key(key, tag))
         return [
             names[at : at + KEYS_PER_CALL]
             for names in groups.values()

@@ -63,8 +63,3 @@ class Batcher(Generic[T, R]):
             for _, future in self._pending:  # only when cancelled: nobody is left to run them
                 future.cancel()
             self._pending = []
-
-    async def aclose(self) -> None:
-        """Let the batch in flight (and those queued behind it) finish."""
-        if self._runner is not None:
-            await asyncio.shield(self._runner)
