@@ -148,6 +148,7 @@ async def _start_background(platform: Platform, services: Services) -> Backgroun
     background.start(
         "cache-invalidation", services.cache.listen_for_invalidations(), graceful=False
     )
+    background.start("feed-invalidation", services.feed.listen(), graceful=False)
     for name, work in (await services.realtime.start()).items():
         background.start(name, work, graceful=False)
     if platform.settings.run_workers:

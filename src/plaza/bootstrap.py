@@ -199,9 +199,10 @@ def build_services(platform: Platform) -> Services:
     feed = FeedService(
         db=db,
         timelines=platform.timelines,
-        cache=PostCache(db, platform.kv, accounts),
+        cache=PostCache(db, platform.kv, accounts, platform.pubsub, clock),
         accounts=accounts,
         pusher=realtime,
+        pubsub=platform.pubsub,
         ids=ids,
         clock=clock,
         settings=settings,

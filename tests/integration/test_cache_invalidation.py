@@ -59,3 +59,68 @@ def test_a_code_first_seen_as_unknown_works_once_created_elsewhere(
         == 201
     )
     assert eventually(lambda: location(two, "later") == "https://example.com/l")
+
+
+def test_follows_mutes_and_blocks_reach_every_process_feed_at_once(
+    app_factory: Any, pg_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """Each process keeps whom a reader follows and hides for a while (AUDIENCE_TTL_S, 10 s): a change
+    made through one must show in the others' feed reads within a moment, not after that."""
+    shared = {"database_url": pg_database_url, "redis_url": redis_url, "redis_prefix": redis_prefix}
+    one, two = app_factory(**shared), app_factory(**shared)
+    reader, author = register(one, "reader"), register(one, "author")
+    created = one.post("/api/v1/posts", json={"content": "hello"}, headers=author)
+    assert created.status_code == 201
+
+    def seen_on_two() -> list[str]:
+        page = two.get("/api/v1/feed", headers=reader)
+        assert page.status_code == 200, page.text
+        return [p["content"] for p in page.json()["items"]]
+
+    assert seen_on_two() == []  # two now holds the reader's audience: following nobody
+    assert one.post("/api/v1/users/author/follow", headers=reader).status_code == 200
+    assert eventually(lambda: seen_on_two() == ["hello"])
+    assert one.post("/api/v1/users/author/mute", headers=reader).status_code == 200
+    assert eventually(lambda: seen_on_two() == [])
+    assert one.delete("/api/v1/users/author/mute", headers=reader).status_code == 200
+    assert eventually(lambda: seen_on_two() == ["hello"])
+    assert one.post("/api/v1/users/reader/block", headers=author).status_code == 200
+    assert eventually(lambda: seen_on_two() == [])
+
+
+def test_likes_reposts_replies_and_deletes_show_in_every_process_at_once(
+    app_factory: Any, pg_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """Each process keeps post views a while (30 s): a change made through one must show in the
+    others' reads within a moment."""
+    shared = {"database_url": pg_database_url, "redis_url": redis_url, "redis_prefix": redis_prefix}
+    one, two = app_factory(**shared), app_factory(**shared)
+    author, fan = register(one, "author"), register(one, "fan")
+    created = one.post("/api/v1/posts", json={"content": "hello"}, headers=author)
+    assert created.status_code == 201
+    post_id = created.json()["id"]
+
+    def on_two() -> dict[str, Any] | int:
+        response = two.get(f"/api/v1/posts/{post_id}")
+        return dict(response.json()) if response.status_code == 200 else response.status_code
+
+    def counts() -> tuple[int, int, int] | int:
+        view = on_two()
+        if isinstance(view, int):
+            return view
+        return view["like_count"], view["repost_count"], view["reply_count"]
+
+    assert counts() == (0, 0, 0)  # now held by two
+    assert one.post(f"/api/v1/posts/{post_id}/like", headers=fan).status_code == 200
+    assert eventually(lambda: counts() == (1, 0, 0))
+    assert one.post(f"/api/v1/posts/{post_id}/repost", headers=fan).status_code == 201
+    assert eventually(lambda: counts() == (1, 1, 0))
+    reply = one.post("/api/v1/posts", json={"content": "hi", "reply_to": post_id}, headers=fan)
+    assert reply.status_code == 201
+    assert eventually(lambda: counts() == (1, 1, 1))
+    assert one.delete(f"/api/v1/posts/{reply.json()['id']}", headers=fan).status_code == 204
+    assert eventually(lambda: counts() == (1, 1, 0))
+    assert one.delete(f"/api/v1/posts/{post_id}/like", headers=fan).status_code == 200
+    assert eventually(lambda: counts() == (0, 1, 0))
+    assert one.delete(f"/api/v1/posts/{post_id}", headers=author).status_code == 204
+    assert eventually(lambda: on_two() == 404)

@@ -1,10 +1,12 @@
-"""Post views, read through a cache of their unchanging parts: one multi-get per page of a feed.
+"""Post views, read through two caches: whole views in each process, their unchanging parts in the kv.
 
 A post's content, author, media and links never change, so their rendering is cached (`post:<id>`)
 without any invalidation. What does change, the counters and whether the post still exists, is read
-from SQL for the whole page in one primary-key query: counts are exact the moment a like commits, and a
-deleted post is gone from every read at once. (Invalidating cached counters instead would race: a read
-that filled the cache just before a like's commit would keep the old count there.)
+from SQL for the posts a process does not hold, in one primary-key query. Each process keeps whole
+views a short while (LocalCache): a like, repost, reply or delete invalidates the post's view in every
+process once it commits (`changed`), and a read that raced the change does not store what it read.
+The process that made the change answers with the new counts at once; the others within a pub/sub
+message's delay.
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ import orjson
 
 from plaza.accounts.service import AccountsService
 from plaza.feed import store
+from plaza.platform.clock import Clock
 from plaza.platform.db import AnyRow, Database
 from plaza.platform.kv import KV, PortUnavailable
+from plaza.platform.localcache import LocalCache
+from plaza.platform.pubsub import PubSub
 
 __all__ = ["PostCache", "PostView", "author_of", "view_of"]
 
 PostView = dict[str, Any]
 CACHE_TTL_S = 3600.0  # bounds how long a changed display name shows in old posts
+LOCAL_SIZE, LOCAL_TTL_S = 20_000, 30.0  # views per process; the TTL bounds a lost invalidation
 COUNTERS = ("like_count", "repost_count", "reply_count")
 
 
@@ -56,11 +62,41 @@ def _key(post_id: int) -> str:
 
 
 class PostCache:
-    def __init__(self, db: Database, kv: KV, accounts: AccountsService) -> None:
+    def __init__(
+        self, db: Database, kv: KV, accounts: AccountsService, pubsub: PubSub, clock: Clock
+    ) -> None:
         self.db, self.kv, self.accounts = db, kv, accounts
+        self._local = LocalCache[int, PostView](
+            channel="feed:posts",
+            parse=int,
+            pubsub=pubsub,
+            clock=clock,
+            size=LOCAL_SIZE,
+            ttl_s=LOCAL_TTL_S,
+        )
 
     async def views(self, ids: Sequence[int]) -> dict[int, PostView]:
-        """The views of the posts that exist, by id; deleted and unknown ids are simply absent."""
+        """The views of the posts that exist, by id, in the order asked; deleted and unknown ids are
+        simply absent. The views are shared: copy one before changing it."""
+        held = {i: v for i in ids if (v := self._local.get(i)) is not None}
+        if len(held) == len(ids):
+            return held
+        generation = self._local.generation
+        loaded = await self._load([i for i in ids if i not in held])
+        for post_id, view in loaded.items():
+            self._local.put(post_id, view, generation)
+        return {i: v for i in ids if (v := held.get(i) or loaded.get(i)) is not None}
+
+    async def changed(self, ids: Sequence[int]) -> None:
+        """After a commit that changed these posts' counters or deleted them: every process reads
+        them from SQL again."""
+        await self._local.invalidate(ids)
+
+    async def listen(self) -> None:
+        """Forget the views other processes changed; runs until cancelled."""
+        await self._local.listen()
+
+    async def _load(self, ids: Sequence[int]) -> dict[int, PostView]:
         if not ids:
             return {}
         async with self.db.read() as conn:

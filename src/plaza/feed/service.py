@@ -15,7 +15,6 @@ import binascii
 import contextlib
 import datetime as dt
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -36,6 +35,8 @@ from plaza.platform.db import Database
 from plaza.platform.errors import BadRequest, Forbidden, NotFound
 from plaza.platform.ids import SnowflakeIds
 from plaza.platform.kv import PortUnavailable
+from plaza.platform.localcache import LocalCache
+from plaza.platform.pubsub import PubSub
 from plaza.settings import Settings
 
 __all__ = ["FeedPage", "FeedService", "Pusher", "author_key", "home_key"]
@@ -48,7 +49,9 @@ MEDIA_MAX, MEDIA_URL_MAX = 4, 2048
 BACKFILL = 200  # a new follow brings this many of the followee's recent posts into the timeline
 RANK_CANDIDATES = 200
 REBUILD_RECHECK = 50  # newest posts read again after a rebuild, for fan-outs that raced it
-AUDIENCE_TTL_S, AUDIENCE_CACHE_SIZE = 1.0, 10_000  # per process: each feed read needs it
+# Per process: each feed read needs it. Relationship changes reach every process through pub/sub at
+# once; the TTL bounds what nothing announces (a followee crossing the celebrity threshold).
+AUDIENCE_TTL_S, AUDIENCE_CACHE_SIZE = 10.0, 10_000
 GATHER_ROUNDS = 5  # a page short of visible posts (all filtered) reads on this many times at most
 
 
@@ -138,17 +141,25 @@ class FeedService:
         cache: PostCache,
         accounts: AccountsService,
         pusher: Pusher,
+        pubsub: PubSub,
         ids: SnowflakeIds,
         clock: Clock,
         settings: Settings,
     ) -> None:
         self.db, self.timelines, self.cache, self.accounts = db, timelines, cache, accounts
-        self.pusher, self.ids, self.clock = pusher, ids, clock
+        self.pusher, self.pubsub, self.ids, self.clock = pusher, pubsub, ids, clock
         self.celebrity_threshold = settings.feed_celebrity_threshold
         self.timeline_ttl_s = settings.feed_active_days * 86400.0
         self.rank_budget_s = settings.feed_rank_budget_ms / 1000
         self.outbox_kick: asyncio.Event | None = None  # set by the relay of this process
-        self._audiences: OrderedDict[int, tuple[float, _Audience]] = OrderedDict()
+        self._audiences = LocalCache[int, _Audience](
+            channel="feed:audience",
+            parse=int,
+            pubsub=pubsub,
+            clock=clock,
+            size=AUDIENCE_CACHE_SIZE,
+            ttl_s=AUDIENCE_TTL_S,
+        )
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
@@ -193,6 +204,8 @@ class FeedService:
                 created_at=now,
             )
             await self._enqueue(conn, "post", user.id, [post_id], now)
+        if parent_id is not None:
+            await self.cache.changed([parent_id])
         self._announce()
         await self._show_to_author(user.id, post_id)
         return (await self.post_views([post_id]))[post_id]
@@ -232,6 +245,7 @@ class FeedService:
                 await store.bump(conn, int(original.id), "repost_count", 1)
                 await self._enqueue(conn, "post", user.id, [repost_id], now)
         if created:
+            await self.cache.changed([int(original.id)])
             self._announce()
             await self._show_to_author(user.id, repost_id)
         return (await self.post_views([repost_id]))[repost_id], created
@@ -261,6 +275,8 @@ class FeedService:
             await self._enqueue(conn, "delete", user.id, [target], now)
             for r in reposts:  # a post's reposts go with it, from their authors' followers' feeds
                 await self._enqueue(conn, "delete", int(r.author_id), [int(r.id)], now)
+        counted = [int(i) for i in (row.reply_to, row.repost_of) if i is not None]
+        await self.cache.changed([target, *(int(r.id) for r in reposts), *counted])
         self._announce()
 
     async def like(self, user: User, post_id: str, *, on: bool) -> PostView:
@@ -277,6 +293,8 @@ class FeedService:
                 changed = await store.remove_like(conn, target, user.id)
             if changed:
                 await store.bump(conn, target, "like_count", 1 if on else -1)
+        if changed:
+            await self.cache.changed([target])
         return (await self.post_views([target]))[target]
 
     async def _show_to_author(self, author_id: int, post_id: int) -> None:
@@ -340,7 +358,7 @@ class FeedService:
             else:
                 changed = await store.remove_follow(conn, user.id, other.id)
             standing = await store.relationship(conn, user.id, other.id)
-        self._relationships_changed(user.id, other.id)
+        await self._audiences.invalidate([user.id, other.id])
         if changed:
             await self._reshape_timeline(user.id, other.id, added=on)
         return standing
@@ -380,7 +398,7 @@ class FeedService:
         async with self.db.write() as conn:
             await store.set_flag(conn, mutes, user.id, other.id, self.now(), on)
             standing = await store.relationship(conn, user.id, other.id)
-        self._relationships_changed(user.id)
+        await self._audiences.invalidate([user.id])
         return standing
 
     async def block(self, user: User, username: str, *, on: bool) -> dict[str, bool]:
@@ -392,7 +410,7 @@ class FeedService:
                 await store.remove_follow(conn, user.id, other.id)
                 await store.remove_follow(conn, other.id, user.id)
             standing = await store.relationship(conn, user.id, other.id)
-        self._relationships_changed(user.id, other.id)
+        await self._audiences.invalidate([user.id, other.id])
         if on:
             await self._reshape_timeline(user.id, other.id, added=False)
             await self._reshape_timeline(other.id, user.id, added=False)
@@ -440,25 +458,22 @@ class FeedService:
 
     async def _audience(self, reader_id: int) -> _Audience:
         """Whom the reader follows and hides: asked of SQL at most once per AUDIENCE_TTL_S per
-        process (changes made through this process apply at once; through others, within that)."""
-        now = self.clock.monotonic()
+        process, and again at once after a relationship of theirs changed in any process."""
         cached = self._audiences.get(reader_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        if cached is not None:
+            return cached
+        generation = self._audiences.generation
         async with self.db.read() as conn:
             followees, hidden, celebrities = await store.audience(
                 conn, reader_id, self.celebrity_threshold
             )
         audience = _Audience(reader_id, followees | {reader_id}, hidden, celebrities)
-        self._audiences[reader_id] = (now + AUDIENCE_TTL_S, audience)
-        self._audiences.move_to_end(reader_id)
-        if len(self._audiences) > AUDIENCE_CACHE_SIZE:
-            self._audiences.popitem(last=False)
+        self._audiences.put(reader_id, audience, generation)
         return audience
 
-    def _relationships_changed(self, *user_ids: int) -> None:
-        for user_id in user_ids:
-            self._audiences.pop(user_id, None)
+    async def listen(self) -> None:
+        """Forget cached audiences and posts that other processes changed; runs until cancelled."""
+        await asyncio.gather(self._audiences.listen(), self.cache.listen())
 
     async def _ranked(
         self, reader: User, audience: _Audience, position: _Cursor, limit: int

@@ -137,6 +137,28 @@ return 1
 """
 CLUSTER_CALLS_AT_ONCE = 16  # slot groups pushed side by side
 
+# KEYS: timelines; ARGV: the top score ("(id" or "+inf"), count, ttl ms (0: none). Per timeline, {}
+# when it does not exist, else its marker's score then up to `count` ids below the top, newest first.
+# One call, where a pipeline would be three commands a timeline to send and parse (a feed read's
+# largest cost in redis-py).
+_WINDOWS = """
+local out = {}
+local count = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+for i, key in ipairs(KEYS) do
+  local marker = redis.call('ZSCORE', key, '~')
+  if marker then
+    local found = redis.call('ZREVRANGEBYSCORE', key, ARGV[1], 1, 'LIMIT', 0, count)
+    table.insert(found, 1, marker)
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+    out[i] = found
+  else
+    out[i] = {}
+  end
+end
+return out
+"""
+
 
 class RedisTimelines:
     """Timelines in one Redis, or spread over a Redis Cluster (keys tagged by slot group)."""
@@ -156,6 +178,7 @@ class RedisTimelines:
         self._push = client.register_script(_PUSH)
         self._extend = client.register_script(_EXTEND)
         self._build = client.register_script(_BUILD)
+        self._windows = client.register_script(_WINDOWS)
 
     def _tag(self, key: str) -> int:
         return zlib.crc32(key.encode()) % self._groups if self._groups > 1 else 0
@@ -217,9 +240,10 @@ class RedisTimelines:
         newest = sorted(set(items), reverse=True)
         complete = complete and len(newest) <= self.max_len
         pairs = [str(i) for i in newest[: self.max_len] for _ in (0, 1)]  # score, member
-        ttl_ms = 0 if ttl_s is None else math.ceil(ttl_s * 1000)
         with outage_as_unavailable("redis timelines"):
-            await self._build(keys=[self._key(key)], args=[0 if complete else -1, ttl_ms, *pairs])
+            await self._build(
+                keys=[self._key(key)], args=[0 if complete else -1, _ttl_ms(ttl_s), *pairs]
+            )
 
     async def window(
         self, key: str, before: int | None, count: int, *, ttl_s: float | None = None
@@ -229,23 +253,26 @@ class RedisTimelines:
     async def windows(
         self, keys: Sequence[str], before: int | None, count: int, *, ttl_s: float | None = None
     ) -> list[Window | None]:
-        top = f"({before}" if before is not None else "+inf"
-        per_key = 2 if ttl_s is None else 3
+        args: list[str | int] = [
+            f"({before}" if before is not None else "+inf",
+            count,
+            _ttl_ms(ttl_s),
+        ]
+        by_tag: dict[int, list[int]] = {}  # the keys' positions, by hash tag
+        for at, key in enumerate(keys):
+            by_tag.setdefault(self._tag(key), []).append(at)
+        groups = list(
+            by_tag.values()
+        )  # one on a single Redis; a call per node's slot group on a cluster
         with outage_as_unavailable("redis timelines"):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    name = self._key(key)
-                    pipe.zscore(name, MARKER)
-                    pipe.zrevrangebyscore(name, top, 1, start=0, num=count)
-                    if ttl_s is not None:
-                        pipe.pexpire(name, math.ceil(ttl_s * 1000))
-                replies = await pipe.execute()
-        out: list[Window | None] = []
-        for at in range(0, len(replies), per_key):
-            marker, ids = replies[at], cast(list[bytes], replies[at + 1])
-            out.append(
-                None if marker is None else Window([int(i) for i in ids], float(marker) == 0)
+            replies = await asyncio.gather(
+                *(self._windows(keys=[self._key(keys[at]) for at in g], args=args) for g in groups)
             )
+        out: list[Window | None] = [None] * len(keys)
+        for positions, found in zip(groups, replies, strict=True):
+            for at, reply in zip(positions, cast(list[list[bytes]], found), strict=True):
+                if reply:
+                    out[at] = Window([int(i) for i in reply[1:]], float(reply[0]) == 0)
         return out
 
     async def drop(self, *keys: str) -> None:
@@ -254,6 +281,10 @@ class RedisTimelines:
                 await self._client.delete(
                     *[self._key(k) for k in keys]
                 )  # split by slot on a cluster
+
+
+def _ttl_ms(ttl_s: float | None) -> int:
+    return 0 if ttl_s is None else math.ceil(ttl_s * 1000)
 
 
 # --- Memory ----------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ entry on a pub/sub message.
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
@@ -20,12 +19,11 @@ from plaza.platform.clock import Clock
 from plaza.platform.db import Database
 from plaza.platform.kv import KV, PortUnavailable
 from plaza.platform.metrics import Metrics
-from plaza.platform.pubsub import PubSub
+from plaza.platform.pubsub import PubSub, listen
 
 log = structlog.get_logger("plaza.links.cache")
 INVALIDATION_CHANNEL = "links:invalidate"
 _NEGATIVE: Final = b"-"  # kv value of a code known not to exist
-_RESUBSCRIBE_DELAY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +140,8 @@ class RedirectCache:
             log.warning("cache invalidation not broadcast: kv/pubsub unavailable", code=code)
 
     async def listen_for_invalidations(self) -> None:
-        """Drop LRU entries that other processes invalidate; runs until cancelled."""
-        while True:
-            try:
-                async with self._pubsub.subscribe(INVALIDATION_CHANNEL) as subscription:
-                    async for message in subscription:
-                        self._lru.pop(message.payload.decode(), None)
-            except PortUnavailable:
-                # Messages missed meanwhile: entries age out of the LRU within its TTL anyway.
-                log.warning("invalidation subscription lost; resubscribing")
-                await asyncio.sleep(_RESUBSCRIBE_DELAY_S)
+        """Drop LRU entries that other processes invalidate (those missed during an outage age
+        out within the LRU's TTL); runs until cancelled."""
+        await listen(
+            self._pubsub, INVALIDATION_CHANNEL, lambda code: self._lru.pop(code.decode(), None)
+        )

@@ -18,7 +18,7 @@ import structlog
 
 from plaza.platform.kv import SOCKET_TIMEOUT_S, PortUnavailable, RedisPort, outage_as_unavailable
 
-__all__ = ["MemoryPubSub", "Message", "PubSub", "RedisPubSub", "Subscription"]
+__all__ = ["MemoryPubSub", "Message", "PubSub", "RedisPubSub", "Subscription", "listen"]
 
 log = structlog.get_logger("plaza.platform.pubsub")
 
@@ -26,6 +26,7 @@ SUBSCRIPTION_BUFFER = 10_000  # per subscriber; beyond it the oldest messages ar
 _POLL_S = 5.0  # each idle pub/sub read lets redis-py PING the connection, noticing a dead one
 _RECONNECT_FIRST_S = 0.1
 _RECONNECT_MAX_S = 5.0  # a restarted Redis is found again within this, without hammering a dead one
+_RESUBSCRIBE_DELAY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -226,3 +227,16 @@ def _text(value: bytes | str) -> str:
 async def _close(pubsub: aioredis.client.PubSub) -> None:
     close = cast(Callable[[], Awaitable[None]], pubsub.aclose)  # redis-py leaves it unannotated
     await close()
+
+
+async def listen(pubsub: PubSub, channel: str, handle: Callable[[bytes], object]) -> None:
+    """Hand every message on `channel` to `handle`, resubscribing after an outage; runs until
+    cancelled. For invalidations: what is missed while unsubscribed must age out of the cache."""
+    while True:
+        try:
+            async with pubsub.subscribe(channel) as subscription:
+                async for message in subscription:
+                    handle(message.payload)
+        except PortUnavailable:
+            log.warning("subscription lost; resubscribing", channel=channel)
+            await asyncio.sleep(_RESUBSCRIBE_DELAY_S)
