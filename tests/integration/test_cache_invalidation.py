@@ -124,3 +124,29 @@ def test_likes_reposts_replies_and_deletes_show_in_every_process_at_once(
     assert eventually(lambda: counts() == (0, 1, 0))
     assert one.delete(f"/api/v1/posts/{post_id}", headers=author).status_code == 204
     assert eventually(lambda: on_two() == 404)
+
+
+def test_an_author_becoming_a_celebrity_is_merged_in_every_process_at_once(
+    app_factory: Any, pg_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """From the follow that reaches the threshold, an author's posts are no longer pushed: every
+    process must start merging them into their followers' feeds at once."""
+    shared = {
+        "database_url": pg_database_url,
+        "redis_url": redis_url,
+        "redis_prefix": redis_prefix,
+        "feed_celebrity_threshold": 2,
+    }
+    one, two = app_factory(**shared), app_factory(**shared)
+    star, reader, fan = register(one, "star"), register(one, "reader"), register(one, "fan")
+    assert one.post("/api/v1/users/star/follow", headers=reader).status_code == 200
+
+    def seen_on_two() -> list[str]:
+        page = two.get("/api/v1/feed", headers=reader)
+        assert page.status_code == 200, page.text
+        return [p["content"] for p in page.json()["items"]]
+
+    assert seen_on_two() == []  # two holds the reader's audience: star is not a celebrity
+    assert one.post("/api/v1/users/star/follow", headers=fan).status_code == 200  # now one
+    assert one.post("/api/v1/posts", json={"content": "shine"}, headers=star).status_code == 201
+    assert eventually(lambda: seen_on_two() == ["shine"])

@@ -49,9 +49,9 @@ MEDIA_MAX, MEDIA_URL_MAX = 4, 2048
 BACKFILL = 200  # a new follow brings this many of the followee's recent posts into the timeline
 RANK_CANDIDATES = 200
 REBUILD_RECHECK = 50  # newest posts read again after a rebuild, for fan-outs that raced it
-# Per process: each feed read needs it. Relationship changes reach every process through pub/sub at
-# once; the TTL bounds what nothing announces (a followee crossing the celebrity threshold).
-AUDIENCE_TTL_S, AUDIENCE_CACHE_SIZE = 10.0, 10_000
+# Per process: each feed read needs it. Relationship changes, and an author becoming a celebrity,
+# reach every process through pub/sub at once; the TTL bounds what an outage loses.
+AUDIENCE_TTL_S, AUDIENCE_CACHE_SIZE = 60.0, 10_000
 GATHER_ROUNDS = 5  # a page short of visible posts (all filtered) reads on this many times at most
 
 
@@ -347,6 +347,7 @@ class FeedService:
 
     async def follow(self, user: User, username: str, *, on: bool) -> dict[str, bool]:
         other = await self._other(user, username)
+        followers = 0
         async with self.db.write() as conn:
             if on:
                 standing = await store.relationship(conn, user.id, other.id)
@@ -354,11 +355,17 @@ class FeedService:
                     raise Forbidden(
                         "You cannot follow a user you block or who blocks you.", code="blocked"
                     )
-                changed = await store.add_follow(conn, user.id, other.id, self.now())
+                followers = await store.add_follow(conn, user.id, other.id, self.now())
+                changed = followers > 0
             else:
                 changed = await store.remove_follow(conn, user.id, other.id)
             standing = await store.relationship(conn, user.id, other.id)
-        await self._audiences.invalidate([user.id, other.id])
+        if followers == self.celebrity_threshold:
+            # A celebrity now: their posts are no longer pushed, and every reader who follows them
+            # must merge them at read time. Exactly one follow reaches the threshold.
+            await self._audiences.invalidate_all()
+        else:
+            await self._audiences.invalidate([user.id, other.id])
         if changed:
             await self._reshape_timeline(user.id, other.id, added=on)
         return standing

@@ -171,17 +171,18 @@ async def affinity(
 
 async def add_follow(
     conn: AsyncConnection, follower_id: int, followee_id: int, now: dt.datetime
-) -> bool:
+) -> int:
+    """The followee's follower count, this follow included; 0 if it was there already."""
     stmt = (
         _insert(conn, follows)
         .values(follower_id=follower_id, followee_id=followee_id, created_at=now)
         .on_conflict_do_nothing()
     )
     if not (await conn.execute(stmt)).rowcount:
-        return False
-    await _count(conn, followee_id, "followers", 1)
+        return 0
+    followers = await _count(conn, followee_id, "followers", 1)
     await _count(conn, follower_id, "following", 1)
-    return True
+    return followers
 
 
 async def remove_follow(conn: AsyncConnection, follower_id: int, followee_id: int) -> bool:
@@ -195,16 +196,17 @@ async def remove_follow(conn: AsyncConnection, follower_id: int, followee_id: in
     return True
 
 
-async def _count(conn: AsyncConnection, user_id: int, column: str, delta: int) -> None:
+async def _count(conn: AsyncConnection, user_id: int, column: str, delta: int) -> int:
+    """Moves the user's count by `delta`; returns the new count (each transaction its own: the
+    row is locked until commit)."""
     stmt = _insert(conn, follow_counts).values(
         {"user_id": user_id, "followers": 0, "following": 0, column: max(delta, 0)}
     )
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[follow_counts.c.user_id],
-            set_={column: follow_counts.c[column] + delta},
-        )
-    )
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[follow_counts.c.user_id],
+        set_={column: follow_counts.c[column] + delta},
+    ).returning(follow_counts.c[column])
+    return int((await conn.execute(upsert)).scalar_one())
 
 
 async def counts(conn: AsyncConnection, user_id: int) -> tuple[int, int]:

@@ -25,6 +25,7 @@ log = structlog.get_logger("plaza.platform.localcache")
 
 K = TypeVar("K", int, str)
 V = TypeVar("V")
+_ALL = b"*"
 
 
 class LocalCache(Generic[K, V]):
@@ -62,25 +63,33 @@ class LocalCache(Generic[K, V]):
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
-    def forget(self, keys: Iterable[K]) -> None:
-        """Drop these entries in this process only."""
+    def forget(self, keys: Iterable[K] | None) -> None:
+        """Drop these entries (None: all) in this process only."""
         self.generation += 1
-        for key in keys:
+        if keys is None:
+            self._entries.clear()
+        for key in keys or ():
             self._entries.pop(key, None)
 
     async def invalidate(self, keys: Iterable[K]) -> None:
         """Drop these entries here at once, and (via pub/sub) in every other process."""
         keys = list(keys)
+        await self._announce(keys, ",".join(map(str, keys)).encode())
+
+    async def invalidate_all(self) -> None:
+        await self._announce(None, _ALL)
+
+    async def _announce(self, keys: list[K] | None, payload: bytes) -> None:
         self.forget(keys)
         try:
-            await self._pubsub.publish(self.channel, ",".join(map(str, keys)).encode())
+            await self._pubsub.publish(self.channel, payload)
         except PortUnavailable:
             log.warning("invalidation not broadcast: pub/sub unavailable", channel=self.channel)
 
+    def _heard(self, payload: bytes) -> None:
+        keys = None if payload == _ALL else [self._parse(k) for k in payload.decode().split(",")]
+        self.forget(keys)
+
     async def listen(self) -> None:
         """Forget what other processes invalidate; runs until cancelled."""
-        await listen(
-            self._pubsub,
-            self.channel,
-            lambda payload: self.forget(self._parse(k) for k in payload.decode().split(",")),
-        )
+        await listen(self._pubsub, self.channel, self._heard)
