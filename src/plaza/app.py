@@ -29,6 +29,7 @@ from plaza.chat.push import PUSH_STREAM
 from plaza.feed import api as feed_api
 from plaza.feed.fanout import GROUP as FANOUT_GROUP
 from plaza.feed.fanout import STREAM as FANOUT_STREAM
+from plaza.feed.fastpath import FeedFastPath
 from plaza.links import api as links_api
 from plaza.links.analytics import purge_processed_batches, run_consumer
 from plaza.links.redirect import RedirectFastPath, Redirector
@@ -221,6 +222,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     api.mount("/static", web_pages.static_files(), name="static")
     api.add_middleware(IdempotencyMiddleware)
     api.add_middleware(CsrfMiddleware)  # inside the request context, before a key is claimed
+    api.add_middleware(FeedFastPath)  # a GET: CSRF and idempotency keys do not apply
     api.add_middleware(
         RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
     )

@@ -187,6 +187,51 @@ def test_feed_holds_followed_and_own_posts_newest_first(client: Any) -> None:
     assert client.get("/api/v1/feed", params={"mode": "best"}, headers=alice).status_code == 400
 
 
+def test_a_bearer_reads_the_feed_exactly_as_a_session_does(client: Any) -> None:
+    """Bearer reads take a shorter way through the server than session-cookie reads: what they
+    answer, errors included, must be the same."""
+    alice, bob = register(client, "alice"), register(client, "bob")
+    follow(client, alice, "bob")
+    first = post(client, bob, "with media", media_urls=["https://example.com/a.png"])
+    post(client, bob, "a reply", reply_to=first["id"])
+    client.post(f"/api/v1/posts/{first['id']}/like", headers=alice)
+    client.post(f"/api/v1/posts/{post(client, alice, 'mine')['id']}/repost", headers=bob)
+    for i in range(4):
+        post(client, alice, f"alice {i}")
+    eventually(lambda: len(feed(client, alice, limit=100)["items"]) == 8)
+    token = alice["Authorization"].removeprefix("Bearer ")
+
+    def both(**params: Any) -> tuple[Any, Any]:
+        bearer = client.get("/api/v1/feed", params=params, headers=alice)
+        client.cookies.set("plaza_session", token)
+        try:
+            session = client.get("/api/v1/feed", params=params)
+        finally:
+            client.cookies.clear()
+        assert bearer.headers["content-type"] == session.headers["content-type"]
+        return (bearer.status_code, bearer.json()), (session.status_code, session.json())
+
+    cursor = feed(client, alice, limit=3)["next_cursor"]
+    for params in (
+        {},
+        {"limit": 3},
+        {"limit": 3, "cursor": cursor},
+        {"mode": "ranked", "limit": 5},
+        {"mode": "chronological", "limit": 100},
+        {"cursor": "bad"},
+        {"limit": 0},
+        {"limit": 101},
+        {"mode": "best"},
+        {"cursor": "x" * 201},
+    ):
+        bearer, session = both(**params)
+        assert bearer == session, params
+    revoked = client.delete("/api/v1/auth/token", headers=alice)
+    assert revoked.status_code == 204
+    gone = client.get("/api/v1/feed", headers=alice)
+    assert gone.status_code == 401 and gone.json()["error"]["code"] == "invalid_token"
+
+
 def test_a_new_post_reaches_followers_feeds_within_two_seconds(client: Any) -> None:
     alice, bob = register(client, "alice"), register(client, "bob")
     follow(client, alice, "bob")

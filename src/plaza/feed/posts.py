@@ -35,7 +35,10 @@ COUNTERS = ("like_count", "repost_count", "reply_count")
 
 
 def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC, as pydantic writes it (no fraction when there is none)."""
+    return value.astimezone(dt.UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    )
 
 
 def view_of(row: AnyRow, author: dict[str, str]) -> PostView:

@@ -135,10 +135,16 @@ def _validation_response(exc: RequestValidationError) -> Response:
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    async def on_plaza_error(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, PlazaError)
+def response_for(exc: Exception, path: str) -> Response:
+    """The contract's answer to an exception a handler raised (for paths outside FastAPI's)."""
+    if isinstance(exc, PlazaError):
         return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+    return unexpected_error_response(exc, path)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_plaza_error(request: Request, exc: Exception) -> Response:
+        return response_for(exc, request.url.path)
 
     async def on_validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
