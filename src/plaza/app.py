@@ -150,6 +150,7 @@ async def _start_background(platform: Platform, services: Services) -> Backgroun
         "cache-invalidation", services.cache.listen_for_invalidations(), graceful=False
     )
     background.start("feed-invalidation", services.feed.listen(), graceful=False)
+    background.start("token-invalidation", services.accounts.listen(), graceful=False)
     for name, work in (await services.realtime.start()).items():
         background.start(name, work, graceful=False)
     if platform.settings.run_workers:

@@ -163,7 +163,7 @@ async def _lease_node(db: Database) -> int:
 
 def build_services(platform: Platform) -> Services:
     settings, clock, db = platform.settings, platform.clock, platform.db
-    accounts = AccountsService(db, platform.kv, platform.limiter, settings, clock)
+    accounts = AccountsService(db, platform.kv, platform.pubsub, platform.limiter, settings, clock)
     cache = RedirectCache(
         db=db,
         kv=platform.kv,

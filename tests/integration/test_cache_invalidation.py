@@ -150,3 +150,19 @@ def test_an_author_becoming_a_celebrity_is_merged_in_every_process_at_once(
     assert one.post("/api/v1/users/star/follow", headers=fan).status_code == 200  # now one
     assert one.post("/api/v1/posts", json={"content": "shine"}, headers=star).status_code == 201
     assert eventually(lambda: seen_on_two() == ["shine"])
+
+
+def test_a_token_revoked_through_one_process_is_refused_by_every_other(
+    app_factory: Any, pg_database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """Each process keeps the tokens it has seen a while (60 s): a logout must end the token's use
+    everywhere within a moment."""
+    shared = {"database_url": pg_database_url, "redis_url": redis_url, "redis_prefix": redis_prefix}
+    one, two = app_factory(**shared), app_factory(**shared)
+    headers = register(one, "leaving")
+    assert two.get("/api/v1/me", headers=headers).status_code == 200  # now held by two
+    assert two.get("/api/v1/feed", headers=headers).status_code == 200
+    assert one.delete("/api/v1/auth/token", headers=headers).status_code == 204
+    assert eventually(lambda: two.get("/api/v1/me", headers=headers).status_code == 401)
+    refused = two.get("/api/v1/feed", headers=headers)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_token"

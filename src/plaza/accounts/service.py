@@ -22,13 +22,16 @@ from plaza.platform.clock import Clock
 from plaza.platform.db import AnyRow, Database
 from plaza.platform.errors import BadRequest, Conflict, NotFound, RateLimited, Unauthorized
 from plaza.platform.kv import KV, PortUnavailable
+from plaza.platform.localcache import LocalCache
+from plaza.platform.pubsub import PubSub
 from plaza.platform.ratelimit import RateLimiter
 from plaza.settings import Rate, Settings
 
 USERNAME_RE = re.compile(r"^[a-z0-9_]{3,32}$")
-TOKEN_CACHE_TTL_S = (
-    60  # a revoked token is refused at once (the entry is deleted); this bounds staleness only
-)
+# A revoked token is refused at once: its kv entry is deleted and every process forgets it (pub/sub).
+# The TTL bounds what an outage loses, and how long a changed display name takes to show.
+TOKEN_CACHE_TTL_S = 60
+LOCAL_TOKENS = 50_000  # per process
 _BAD_LOGIN = "Wrong username or password."
 
 
@@ -59,7 +62,13 @@ def token_hash(token: str) -> str:
 
 class AccountsService:
     def __init__(
-        self, db: Database, kv: KV, limiter: RateLimiter, settings: Settings, clock: Clock
+        self,
+        db: Database,
+        kv: KV,
+        pubsub: PubSub,
+        limiter: RateLimiter,
+        settings: Settings,
+        clock: Clock,
     ) -> None:
         self.db = db
         self.kv = kv
@@ -73,6 +82,15 @@ class AccountsService:
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
         self._tokens: Batcher[str, tuple[AnyRow, dt.datetime] | None] = Batcher(
             self._look_up_tokens
+        )
+        # Token digest -> (user, expiry): a hit spares every authenticated request a round trip.
+        self._held = LocalCache[str, tuple[User, float]](
+            channel="accounts:tokens",
+            parse=str,
+            pubsub=pubsub,
+            clock=clock,
+            size=LOCAL_TOKENS,
+            ttl_s=TOKEN_CACHE_TTL_S,
         )
 
     def now(self) -> dt.datetime:
@@ -159,6 +177,15 @@ class AccountsService:
 
     async def authenticate(self, token: str) -> User:
         digest = token_hash(token)
+        held = self._held.get(digest)
+        if held is not None and held[1] > self.clock.time():
+            return held[0]
+        generation = self._held.generation
+        user, expires_at = await self._look_up(digest)
+        self._held.put(digest, (user, expires_at), generation)
+        return user
+
+    async def _look_up(self, digest: str) -> tuple[User, float]:
         cache_key = f"tok:{digest}"
         try:
             cached = await self.kv.get(cache_key)
@@ -167,7 +194,8 @@ class AccountsService:
         if cached is not None:
             data = orjson.loads(cached)
             if data["exp"] > self.clock.time():
-                return User(data["id"], data["u"], data["d"], dt.datetime.fromisoformat(data["c"]))
+                created_at = dt.datetime.fromisoformat(data["c"])
+                return User(data["id"], data["u"], data["d"], created_at), data["exp"]
         found = await self._tokens.submit(digest)
         if found is None:
             raise Unauthorized("The token is invalid, expired or revoked.", code="invalid_token")
@@ -182,7 +210,11 @@ class AccountsService:
         }
         with contextlib.suppress(PortUnavailable):
             await self.kv.set(cache_key, orjson.dumps(entry), ttl_s=TOKEN_CACHE_TTL_S)
-        return user
+        return user, expires_at.timestamp()
+
+    async def listen(self) -> None:
+        """Forget the tokens other processes revoked; runs until cancelled."""
+        await self._held.listen()
 
     async def _look_up_tokens(
         self, digests: Sequence[str]
@@ -196,10 +228,9 @@ class AccountsService:
         digest = token_hash(token)
         async with self.db.write() as conn:
             await store.revoke_token(conn, digest, self.now())
-        with contextlib.suppress(
-            PortUnavailable
-        ):  # else the entry expires within TOKEN_CACHE_TTL_S
+        with contextlib.suppress(PortUnavailable):  # else the entry expires within its TTL
             await self.kv.delete(f"tok:{digest}")
+        await self._held.invalidate([digest])  # after the kv: others must not refill from it
 
     async def by_username(self, username: str) -> User:
         async with self.db.read() as conn:
