@@ -365,3 +365,40 @@ def test_sends_arriving_together_keep_their_own_outcomes(client: Any) -> None:
     assert [s["seq"] for s in stored] == list(range(1, 2 * rounds + 1))
     assert {s["client_msg_id"] for s in stored} == set(acks)
     assert {s["id"] for s in stored} == {a["id"] for a in acks.values()}
+
+
+def test_sends_to_many_conversations_at_once_number_each_without_gaps(client: Any) -> None:
+    """Sends to several conversations arriving together (their seqs are taken together): each
+    conversation numbers its messages 1, 2, 3... without gaps or repeats."""
+    alice, bob, carol = (register(client, n) for n in ("alice", "bob", "carol"))
+    with_bob = conversation(client, alice, "bob")
+    with_carol = conversation(client, alice, "carol")
+    group = conversation(client, alice, "bob", "carol", name="all")
+    rounds = {with_bob: 3, with_carol: 1, group: 2}  # each round: alice and one other member send
+    other = {with_bob: "b", with_carol: "c", group: "b"}
+    with ExitStack() as stack:
+        sockets = {
+            name: stack.enter_context(online(client, token_of(h)))
+            for name, h in (("a", alice), ("b", bob), ("c", carol))
+        }
+        for round_ in range(3):  # nothing waits for an answer: the frames arrive together
+            for cid, count in rounds.items():
+                if round_ < count:
+                    for name in ("a", other[cid]):
+                        sockets[name].send(
+                            {
+                                "type": "send",
+                                "client_msg_id": f"{name}-{cid}-{round_}",
+                                "conversation_id": cid,
+                                "content": f"{name} {round_}",
+                                "message_type": "text",
+                            }
+                        )
+        sent = {"a": 6, "b": 5, "c": 1}
+        acks = [
+            sockets[n].expect("ack")["message"] for n, count in sent.items() for _ in range(count)
+        ]
+    for cid, count in rounds.items():
+        expected = list(range(1, 2 * count + 1))
+        assert [s["seq"] for s in history(client, alice, cid, limit=100)] == expected
+        assert sorted(m["seq"] for m in acks if m["conversation_id"] == cid) == expected

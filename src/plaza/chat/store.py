@@ -217,6 +217,31 @@ async def take_seq(
     return result.one_or_none()
 
 
+async def take_seqs(
+    conn: AsyncConnection, counts: dict[int, int], now: dt.datetime
+) -> dict[int, AnyRow]:
+    """`take_seq` for many conversations in one statement: each reserves its next `counts[id]` seqs.
+    Unknown conversations are absent from the answer.
+
+    On PostgreSQL the rows are locked in id order first, so two processes' batches never deadlock.
+    """
+    if not counts:
+        return {}
+    ids = sorted(counts)
+    c = conversations.c
+    if conn.dialect.name == "postgresql" and len(ids) > 1:
+        await conn.execute(select(c.id).where(c.id.in_(ids)).order_by(c.id).with_for_update())
+    steps = set(counts.values())
+    step: Any = steps.pop() if len(steps) == 1 else case(counts, value=c.id, else_=0)
+    result = await conn.execute(
+        update(conversations)
+        .where(c.id.in_(ids))
+        .values(last_seq=c.last_seq + step, last_activity_at=now)
+        .returning(*conversations.c)
+    )
+    return {int(row.id): row for row in result}
+
+
 async def give_back_seqs(conn: AsyncConnection, conversation_id: int, count: int) -> None:
     """Return the last `count` seqs that this transaction took (and will not use)."""
     await conn.execute(

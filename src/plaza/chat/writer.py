@@ -83,11 +83,7 @@ class MessageWriter:
                 first[key] = i
                 new.setdefault(drafts[i].conversation_id, []).append(i)
         now = self.now()
-        locked = {}  # in id order, so two batches never wait on each other's rows
-        for cid in sorted(new):
-            row = await store.take_seq(conn, cid, now, count=len(new[cid]))
-            if row is not None:
-                locked[cid] = row
+        locked = await store.take_seqs(conn, {cid: len(i) for cid, i in new.items()}, now)
         wanted = set(locked) | {int(row.conversation_id) for row in originals.values()}
         members = await store.member_ids(conn, sorted(wanted))
 

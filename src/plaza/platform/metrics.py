@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Buckets from 0.25 ms: the redirect fast path answers in well under a millisecond.
@@ -9,7 +11,15 @@ LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 
 
 class Metrics:
+    def ws_frame(self, direction: str, kind: str) -> Any:
+        """The frames counter for (direction, type), looked up once: every frame counts."""
+        child = self._frame_children.get((direction, kind))
+        if child is None:
+            child = self._frame_children[(direction, kind)] = self.ws_frames.labels(direction, kind)
+        return child
+
     def __init__(self) -> None:
+        self._frame_children: dict[tuple[str, str], Any] = {}
         self.registry = CollectorRegistry()
         self.request_latency = Histogram(
             "plaza_http_request_duration_seconds",

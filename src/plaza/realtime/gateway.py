@@ -211,7 +211,7 @@ async def _dispatch(hub: RealtimeHub, session: Session, raw: str | bytes) -> Non
         ref = _ref(frame)
         handler = hub.handler_for(frame["type"])
         kind = frame["type"] if handler is not None or frame["type"] == "ping" else "unknown"
-        hub.metrics.ws_frames.labels("in", kind).inc()
+        hub.metrics.ws_frame("in", kind).inc()
         if frame["type"] == "ping":
             await session.reply(_PONG)
         elif frame["type"] == "auth":

@@ -149,7 +149,7 @@ class Sessions:
                     session.push(text, since)
                     count += 1
         if count:
-            self._metrics.ws_frames.labels("out", kind).inc(count)
+            self._metrics.ws_frame("out", kind).inc(count)
 
     async def connected(self, user_ids: Collection[int]) -> set[int]:
         """Which of these users have a connection on some process, as far as the registry knows.
