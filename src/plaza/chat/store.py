@@ -115,17 +115,24 @@ async def membership(conn: AsyncConnection, conversation_id: int, user_id: int) 
     return (await conn.execute(query)).one_or_none()
 
 
+# The statements of every send and cursor frame are built once: built per call, their expression
+# objects are cyclic garbage that young collections pause for (100+ ms at 10,000 connections).
+_MEMBER_IDS = (
+    select(members.c.conversation_id, members.c.user_id)
+    .where(
+        members.c.conversation_id.in_(bindparam("ids", expanding=True)),
+        members.c.left_at.is_(None),
+    )
+    .order_by(members.c.joined_at, members.c.user_id)
+)
+
+
 async def member_ids(
     conn: AsyncConnection, conversation_ids: Sequence[int]
 ) -> dict[int, list[int]]:
     """Current members of each conversation, in the order they joined."""
-    query = (
-        select(members.c.conversation_id, members.c.user_id)
-        .where(members.c.conversation_id.in_(conversation_ids), members.c.left_at.is_(None))
-        .order_by(members.c.joined_at, members.c.user_id)
-    )
     found: dict[int, list[int]] = {cid: [] for cid in conversation_ids}
-    for row in await conn.execute(query):
+    for row in await conn.execute(_MEMBER_IDS, {"ids": list(conversation_ids)}):
         found[int(row.conversation_id)].append(int(row.user_id))
     return found
 
@@ -217,29 +224,43 @@ async def take_seq(
     return result.one_or_none()
 
 
+_LOCK_CONVERSATIONS = (
+    select(conversations.c.id)
+    .where(conversations.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(conversations.c.id)
+    .with_for_update()
+)
+_TAKE_SEQS = (
+    update(conversations)
+    .where(conversations.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        last_seq=conversations.c.last_seq + bindparam("step", type_=BigInteger),
+        last_activity_at=bindparam("now"),
+    )
+    .returning(*conversations.c)
+)
+
+
 async def take_seqs(
     conn: AsyncConnection, counts: dict[int, int], now: dt.datetime
 ) -> dict[int, AnyRow]:
-    """`take_seq` for many conversations in one statement: each reserves its next `counts[id]` seqs.
-    Unknown conversations are absent from the answer.
+    """`take_seq` for many conversations at once: each reserves its next `counts[id]` seqs; one
+    statement for all those that take as many (usually all: one send each). Unknown conversations
+    are absent from the answer.
 
     On PostgreSQL the rows are locked in id order first, so two processes' batches never deadlock.
     """
-    if not counts:
-        return {}
     ids = sorted(counts)
-    c = conversations.c
     if conn.dialect.name == "postgresql" and len(ids) > 1:
-        await conn.execute(select(c.id).where(c.id.in_(ids)).order_by(c.id).with_for_update())
-    steps = set(counts.values())
-    step: Any = steps.pop() if len(steps) == 1 else case(counts, value=c.id, else_=0)
-    result = await conn.execute(
-        update(conversations)
-        .where(c.id.in_(ids))
-        .values(last_seq=c.last_seq + step, last_activity_at=now)
-        .returning(*conversations.c)
-    )
-    return {int(row.id): row for row in result}
+        await conn.execute(_LOCK_CONVERSATIONS, {"ids": ids})
+    by_step: dict[int, list[int]] = {}
+    for cid in ids:
+        by_step.setdefault(counts[cid], []).append(cid)
+    taken: dict[int, AnyRow] = {}
+    for step, some in by_step.items():
+        found = await conn.execute(_TAKE_SEQS, {"ids": some, "step": step, "now": now})
+        taken |= {int(row.id): row for row in found}
+    return taken
 
 
 async def give_back_seqs(conn: AsyncConnection, conversation_id: int, count: int) -> None:
@@ -251,10 +272,18 @@ async def give_back_seqs(conn: AsyncConnection, conversation_id: int, count: int
     )
 
 
+_INSERT_MESSAGES = insert(messages)
+
+
 async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     """Raises IntegrityError (the transaction is spoiled) on a repeated (sender, client_msg_id)."""
     if rows:
-        await conn.execute(insert(messages), list(rows))
+        await conn.execute(_INSERT_MESSAGES, list(rows))
+
+
+_BY_CLIENT_IDS = select(messages).where(
+    tuple_(messages.c.sender_id, messages.c.client_msg_id).in_(bindparam("keys", expanding=True))
+)
 
 
 async def messages_by_client_ids(
@@ -263,10 +292,8 @@ async def messages_by_client_ids(
     """Stored messages by (sender, client_msg_id)."""
     if not keys:
         return {}
-    query = select(messages).where(
-        tuple_(messages.c.sender_id, messages.c.client_msg_id).in_(sorted(keys))
-    )
-    return {(int(r.sender_id), str(r.client_msg_id)): r for r in await conn.execute(query)}
+    found = await conn.execute(_BY_CLIENT_IDS, {"keys": sorted(keys)})
+    return {(int(r.sender_id), str(r.client_msg_id)): r for r in found}
 
 
 async def messages_page(
@@ -332,6 +359,24 @@ async def delete_dead_letters_before(conn: AsyncConnection, cutoff: dt.datetime)
 # --- cursors ------------------------------------------------------------------------------------
 
 
+_MEMBERSHIPS = (
+    select(
+        members.c.conversation_id,
+        members.c.user_id,
+        members.c.read_seq,
+        members.c.delivered_seq,
+        conversations.c.last_seq,
+    )
+    .join(conversations, conversations.c.id == members.c.conversation_id)
+    .where(
+        tuple_(members.c.conversation_id, members.c.user_id).in_(
+            bindparam("pairs", expanding=True)
+        ),
+        members.c.left_at.is_(None),
+    )
+)
+
+
 async def memberships(
     conn: AsyncConnection, pairs: Sequence[tuple[int, int]]
 ) -> dict[tuple[int, int], AnyRow]:
@@ -339,21 +384,8 @@ async def memberships(
     conversation's last_seq."""
     if not pairs:
         return {}
-    query = (
-        select(
-            members.c.conversation_id,
-            members.c.user_id,
-            members.c.read_seq,
-            members.c.delivered_seq,
-            conversations.c.last_seq,
-        )
-        .join(conversations, conversations.c.id == members.c.conversation_id)
-        .where(
-            tuple_(members.c.conversation_id, members.c.user_id).in_(pairs),
-            members.c.left_at.is_(None),
-        )
-    )
-    return {(int(r.conversation_id), int(r.user_id)): r for r in await conn.execute(query)}
+    found = await conn.execute(_MEMBERSHIPS, {"pairs": list(pairs)})
+    return {(int(r.conversation_id), int(r.user_id)): r for r in found}
 
 
 _b_read, _b_delivered = (
@@ -393,17 +425,10 @@ async def advance_members(
         )
 
 
-async def advance_devices(
-    conn: AsyncConnection, cursors: Sequence[tuple[int, str, int, int]], now: dt.datetime
-) -> None:
-    """Record that devices have every message up to a seq (never moving back): (user, device,
-    conversation, seq) each."""
-    if not cursors:
-        return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+def _advance_devices(dialect: Any) -> Any:
     stmt = dialect.insert(device_cursors)
     current = device_cursors.c.delivered_seq
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=["user_id", "device_id", "conversation_id"],
         set_={
             "delivered_seq": case(
@@ -413,6 +438,19 @@ async def advance_devices(
             "updated_at": stmt.excluded.updated_at,
         },
     )
+
+
+_ADVANCE_DEVICES = {"postgresql": _advance_devices(postgresql), "sqlite": _advance_devices(sqlite)}
+
+
+async def advance_devices(
+    conn: AsyncConnection, cursors: Sequence[tuple[int, str, int, int]], now: dt.datetime
+) -> None:
+    """Record that devices have every message up to a seq (never moving back): (user, device,
+    conversation, seq) each."""
+    if not cursors:
+        return
+    stmt = _ADVANCE_DEVICES[conn.dialect.name]
     rows = [
         {
             "user_id": u,
