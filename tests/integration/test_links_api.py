@@ -6,7 +6,8 @@ import re
 import time
 from typing import Any
 
-from tests.conftest import register
+from plaza.platform.ids import CodePermutation
+from tests.conftest import post_together, register
 
 BASE62_7 = re.compile(r"^[0-9a-zA-Z]{7}$")
 
@@ -70,6 +71,19 @@ def test_custom_alias_taken_reserved_and_invalid(client: Any) -> None:
         invalid = shorten(client, custom_alias=bad)
         assert invalid.status_code == 400, bad
         assert invalid.json()["error"]["field"] == "custom_alias"
+
+
+def test_a_generated_code_that_an_alias_took_is_skipped(make_client: Any) -> None:
+    secret = "a fixed key, so the test knows which codes come first"
+    client = make_client(secret_key=secret)
+    first, second = (CodePermutation(secret.encode()).code(n) for n in (0, 1))
+    assert shorten(client, custom_alias=first).status_code == 201
+    generated = shorten(client, long_url="https://example.com/generated")
+    assert generated.status_code == 201
+    assert generated.json()["short_code"] == second
+    assert client.get(f"/{first}", follow_redirects=False).headers["location"] == (
+        "https://example.com/page"
+    )
 
 
 def test_aliases_are_case_sensitive(client: Any) -> None:
@@ -305,6 +319,43 @@ def test_creation_is_rate_limited(make_client: Any) -> None:
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) > 0
     assert limited.json()["error"]["code"] == "rate_limited"
+
+
+def test_creates_arriving_together_keep_their_own_outcomes(client: Any) -> None:
+    """Creates in flight at once are stored together; each gets its own link, or its own error."""
+    alice = register(client, "alice")
+    assert shorten(client, custom_alias="taken").status_code == 201
+    requests: list[dict[str, Any]] = [
+        {"json": {"long_url": f"https://example.com/together/{i}"}} for i in range(40)
+    ]
+    requests[3]["json"]["custom_alias"] = "taken"
+    requests[4]["json"]["custom_alias"] = "twice"
+    requests[5]["json"]["custom_alias"] = "twice"
+    requests[6]["json"]["custom_alias"] = "fresh-alias"
+    requests[7]["json"]["long_url"] = "not a url"
+    for i in range(30, 40):
+        requests[i]["headers"] = alice
+
+    responses = client.portal.call(post_together, client.app, "/api/v1/shorten", requests)
+
+    taken = responses[3]
+    assert taken.status_code == 409
+    assert taken.json() == {
+        "error": {"code": "alias_taken", "message": "That alias is taken.", "field": "custom_alias"}
+    }
+    assert sorted(r.status_code for r in responses[4:6]) == [201, 409]
+    assert responses[7].json()["error"]["code"] == "invalid_url"
+    created = [r for i, r in enumerate(responses) if i not in (3, 4, 5, 7)]
+    created.append(next(r for r in responses[4:6] if r.status_code == 201))
+    assert [r.status_code for r in created] == [201] * 37
+    codes = {r.json()["short_code"]: r.json()["long_url"] for r in created}
+    assert len(codes) == 37 and {"twice", "fresh-alias"} <= codes.keys()
+    for code, long_url in codes.items():
+        assert client.get(f"/{code}", follow_redirects=False).headers["location"] == long_url
+    mine = client.get("/api/v1/urls", params={"limit": 100}, headers=alice).json()["items"]
+    assert sorted(link["long_url"] for link in mine) == sorted(
+        f"https://example.com/together/{i}" for i in range(30, 40)
+    )
 
 
 def test_idempotency_key(client: Any) -> None:
