@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -251,3 +252,12 @@ def register(client: Any, username: str, password: str = "correct horse") -> dic
     token = client.post("/api/v1/auth/token", json={"username": username, "password": password})
     assert token.status_code == 200, token.text
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+async def post_together(
+    app: Any, path: str, requests: list[dict[str, Any]]
+) -> list[httpx.Response]:
+    """POST every request at once through the app's ASGI stack, on the app's own event loop."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        return list(await asyncio.gather(*(http.post(path, **r) for r in requests)))

@@ -221,6 +221,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     api.include_router(web_auth.router)
     api.include_router(web_pages.router)
     api.mount("/static", web_pages.static_files(), name="static")
+    api.router.routes.insert(0, links_api.ShortenFastPath(api.router))
     api.add_middleware(IdempotencyMiddleware)
     api.add_middleware(CsrfMiddleware)  # inside the request context, before a key is claimed
     api.add_middleware(FeedFastPath)  # a GET: CSRF and idempotency keys do not apply

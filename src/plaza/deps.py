@@ -68,6 +68,12 @@ async def optional_user(
     return await services.accounts.authenticate(token)
 
 
+async def caller(request: Request) -> User | None:
+    """OptionalUser for a route served without FastAPI's dependency injection: the same functions."""
+    services: Services = request.app.state.services
+    return await optional_user(request, services, await _bearer(request))
+
+
 async def current_user(user: Annotated[User | None, Depends(optional_user)]) -> User:
     if user is None:
         raise Unauthorized("This needs a bearer token or a session.", code="unauthorized")

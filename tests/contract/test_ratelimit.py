@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import anyio
@@ -88,6 +89,31 @@ async def test_concurrent_hits_never_exceed_capacity(limiter: Rig[RateLimiter]) 
     assert sorted(d.remaining for d in decisions if d.allowed) == list(range(10))
 
 
+async def test_calls_made_together_each_get_their_own_decision(
+    limiter: Rig[RateLimiter],
+) -> None:
+    """Hits and peeks on several buckets at once (the Redis adapter runs them in one script)
+    decide as if made one after another, each on its own bucket and cost."""
+    small, large = Rate(capacity=2, period_s=60), Rate(capacity=100, period_s=60)
+    calls = [
+        *(limiter.port.hit("small", small) for _ in range(3)),
+        limiter.port.peek("large", large, cost=100),
+        limiter.port.hit("large", large, cost=40),
+        limiter.port.hit("large", large, cost=70),
+        limiter.port.hit("other", small, cost=2),
+    ]
+    decisions = await asyncio.gather(*calls)
+    assert decisions == [
+        Decision(True, 1, 0),
+        Decision(True, 0, 0),
+        Decision(False, 0, 30),
+        Decision(True, 100, 0),
+        Decision(True, 60, 0),
+        Decision(False, 60, 6),
+        Decision(True, 0, 0),
+    ]
+
+
 async def test_redis_buckets_expire_once_they_would_be_full(
     redis_url: str, redis_prefix: str
 ) -> None:
@@ -108,6 +134,13 @@ async def test_a_dead_redis_hit_raises_port_unavailable(dead_redis: aioredis.Red
     with pytest.raises(PortUnavailable):
         await RedisRateLimiter(dead_redis, "p:").hit("k", FIVE_PER_MINUTE)
     assert time.monotonic() - started < 3
+
+
+async def test_a_dead_redis_fails_every_call_made_together(dead_redis: aioredis.Redis) -> None:
+    limiter = RedisRateLimiter(dead_redis, "p:")
+    calls = [limiter.hit(f"k{n}", FIVE_PER_MINUTE) for n in range(5)]
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(outcome, PortUnavailable) for outcome in outcomes)
 
 
 async def test_memory_limiter_forgets_buckets_that_refilled() -> None:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import post_together
 from tests.tcp_proxy import TcpProxy
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -29,6 +30,22 @@ def test_redis_down_links_work_from_sql(app_factory: Any, sqlite_url: str) -> No
     while client.get(f"/api/v1/stats/{code}").json()["clicks"] < 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert client.get(f"/api/v1/stats/{code}").json()["clicks"] == 1
+
+
+@pytest.mark.parametrize("database", ["sqlite_url", "pg_database_url"])
+def test_redis_down_creates_arriving_together_all_succeed(
+    app_factory: Any, request: pytest.FixtureRequest, database: str
+) -> None:
+    """The rate limiter fails open: a burst of creates with Redis down gets every link stored."""
+    client = app_factory(
+        database_url=request.getfixturevalue(database), redis_url=DEAD_REDIS, create_rate="3/hour"
+    )
+    requests = [{"json": {"long_url": f"https://example.com/down/{i}"}} for i in range(10)]
+    responses = client.portal.call(post_together, client.app, "/api/v1/shorten", requests)
+    assert [r.status_code for r in responses] == [201] * 10
+    for i, response in enumerate(responses):
+        location = client.get(f"/{response.json()['short_code']}", follow_redirects=False)
+        assert location.headers["location"] == f"https://example.com/down/{i}"
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
 
-from tests.conftest import register
+from plaza.platform.ids import CodePermutation
+from tests.conftest import post_together, register
 
 BASE62_7 = re.compile(r"^[0-9a-zA-Z]{7}$")
 
@@ -70,6 +72,19 @@ def test_custom_alias_taken_reserved_and_invalid(client: Any) -> None:
         invalid = shorten(client, custom_alias=bad)
         assert invalid.status_code == 400, bad
         assert invalid.json()["error"]["field"] == "custom_alias"
+
+
+def test_a_generated_code_that_an_alias_took_is_skipped(make_client: Any) -> None:
+    secret = "a fixed key, so the test knows which codes come first"
+    client = make_client(secret_key=secret)
+    first, second = (CodePermutation(secret.encode()).code(n) for n in (0, 1))
+    assert shorten(client, custom_alias=first).status_code == 201
+    generated = shorten(client, long_url="https://example.com/generated")
+    assert generated.status_code == 201
+    assert generated.json()["short_code"] == second
+    assert client.get(f"/{first}", follow_redirects=False).headers["location"] == (
+        "https://example.com/page"
+    )
 
 
 def test_aliases_are_case_sensitive(client: Any) -> None:
@@ -307,6 +322,107 @@ def test_creation_is_rate_limited(make_client: Any) -> None:
     assert limited.json()["error"]["code"] == "rate_limited"
 
 
+def test_creates_arriving_together_keep_their_own_outcomes(client: Any) -> None:
+    """Creates in flight at once are stored together; each gets its own link, or its own error."""
+    alice = register(client, "alice")
+    assert shorten(client, custom_alias="taken").status_code == 201
+    requests: list[dict[str, Any]] = [
+        {"json": {"long_url": f"https://example.com/together/{i}"}} for i in range(40)
+    ]
+    requests[3]["json"]["custom_alias"] = "taken"
+    requests[4]["json"]["custom_alias"] = "twice"
+    requests[5]["json"]["custom_alias"] = "twice"
+    requests[6]["json"]["custom_alias"] = "fresh-alias"
+    requests[7]["json"]["long_url"] = "not a url"
+    for i in range(30, 40):
+        requests[i]["headers"] = alice
+
+    responses = client.portal.call(post_together, client.app, "/api/v1/shorten", requests)
+
+    taken = responses[3]
+    assert taken.status_code == 409
+    assert taken.json() == {
+        "error": {"code": "alias_taken", "message": "That alias is taken.", "field": "custom_alias"}
+    }
+    assert sorted(r.status_code for r in responses[4:6]) == [201, 409]
+    assert responses[7].json()["error"]["code"] == "invalid_url"
+    created = [r for i, r in enumerate(responses) if i not in (3, 4, 5, 7)]
+    created.append(next(r for r in responses[4:6] if r.status_code == 201))
+    assert [r.status_code for r in created] == [201] * 37
+    codes = {r.json()["short_code"]: r.json()["long_url"] for r in created}
+    assert len(codes) == 37 and {"twice", "fresh-alias"} <= codes.keys()
+    for code, long_url in codes.items():
+        assert client.get(f"/{code}", follow_redirects=False).headers["location"] == long_url
+    mine = client.get("/api/v1/urls", params={"limit": 100}, headers=alice).json()["items"]
+    assert sorted(link["long_url"] for link in mine) == sorted(
+        f"https://example.com/together/{i}" for i in range(30, 40)
+    )
+
+
+def test_creates_answer_alike_whatever_their_json_content_type(client: Any) -> None:
+    """A create sent as `application/json` takes a shorter way through the server than one sent as
+    `application/json; charset=utf-8`; both are answered alike, errors and all."""
+    alice = register(client, "alice")
+    assert shorten(client, custom_alias="taken").status_code == 201
+    bodies: list[Any] = [
+        {"long_url": "https://example.com/same"},
+        {"long_url": "https://example.com/same", "unknown": 1, "max_clicks": "5"},
+        {"long_url": "https://example.com/same", "expires_at": "2099-01-01"},
+        {"long_url": "https://example.com/same", "custom_alias": "taken"},
+        {"long_url": "https://example.com/same", "custom_alias": "api"},
+        {"long_url": "https://example.com/same", "custom_alias": "no good"},
+        {"long_url": "https://example.com/same", "max_clicks": 0},
+        {"long_url": "https://example.com/same", "expiry": "2001-01-01"},
+        {"long_url": "https://example.com/same", "expires_at": "soon"},
+        {"long_url": "ftp://example.com/"},
+        {"long_url": "http://testserver/abc1234"},
+        {"long_url": ["x"]},
+        {},
+        [],
+        "https://example.com/same",
+        None,
+    ]
+    contents = [json.dumps(body).encode() for body in bodies] + [
+        b"",
+        b"{not json",
+        b"\xff",
+        b"[" * 100_000,
+    ]
+    headers: list[dict[str, str]] = [
+        {},
+        alice,
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": "Basic YTpi"},
+    ]
+    for content in contents:
+        for extra in headers:
+            answers = [
+                client.post(
+                    "/api/v1/shorten",
+                    content=content,
+                    headers={"Content-Type": content_type, **extra},
+                )
+                for content_type in ("application/json", "application/json; charset=utf-8")
+            ]
+            fast, general = (_comparable(answer) for answer in answers)
+            assert fast == general, (content, extra)
+    owned = client.get("/api/v1/urls", params={"limit": 100}, headers=alice).json()["items"]
+    assert len(owned) == 6  # three bodies are created, by each way
+
+
+def _comparable(response: Any) -> tuple[int, dict[str, str], Any]:
+    """Status, headers and body, without what differs from one create to the next."""
+    headers = {
+        k: v for k, v in response.headers.items() if k not in ("x-request-id", "content-length")
+    }
+    body = response.json()
+    if response.status_code == 201:
+        assert BASE62_7.match(body.pop("short_code"))
+        for volatile in ("short_url", "created_at", "updated_at"):
+            body.pop(volatile)
+    return response.status_code, headers, body
+
+
 def test_idempotency_key(client: Any) -> None:
     key = {"Idempotency-Key": "create-42"}
     first = client.post("/api/v1/shorten", json={"long_url": "https://example.com/i"}, headers=key)
@@ -365,6 +481,7 @@ def test_operations_endpoints(client: Any) -> None:
     metrics = client.get("/metrics").text
     assert 'route="/{code}"' in metrics
     assert 'route="/api/v1/urls/{code}"' in metrics
+    assert 'method="POST",route="/api/v1/shorten",status="201"' in metrics
     assert code not in metrics
     assert "plaza_cache_events_total" in metrics
     assert "plaza_stream_lag_entries" in metrics or "plaza_clicks_buffered" in metrics

@@ -83,6 +83,7 @@ def test_state_changes_with_the_cookie_need_the_csrf_token(client: TestClient) -
     )
     made = client.post("/api/v1/shorten", json=body, headers=csrf)
     assert made.status_code == 201
+    assert made.json()["owner_id"] == client.get("/api/v1/me").json()["id"]
     code = made.json()["short_code"]
     assert client.delete(f"/api/v1/urls/{code}").status_code == 403
     assert client.delete(f"/api/v1/urls/{code}", headers=csrf).status_code == 204

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from plaza.links import store
 from plaza.links.cache import RedirectCache
 from plaza.links.codes import ALIAS_RE, RESERVED_ALIASES, CodeAllocator
 from plaza.links.urls import InvalidUrl, normalise_url
+from plaza.platform.batching import Batcher
 from plaza.platform.clock import Clock
 from plaza.platform.db import Database
 from plaza.platform.errors import (
@@ -92,6 +94,9 @@ class LinksService:
         self.blocked_hosts = settings.blocked_host_set()
         base_host = urlsplit(settings.base_url).hostname or ""
         self.own_hosts = frozenset({base_host.lower()})
+        # Group commit: the creates that arrive while one insert is in flight share the next
+        # transaction; each still hears whether its own code was free.
+        self._inserts: Batcher[dict[str, Any], int | None] = Batcher(self._insert)
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
@@ -118,13 +123,9 @@ class LinksService:
         }
         if new.alias is not None:
             code = self._valid_alias(new.alias)
-            try:
-                async with self.db.write() as conn:
-                    link_id = await store.insert_link(conn, code=code, is_custom=True, **values)
-            except store.CodeTaken:
-                raise Conflict(
-                    "That alias is taken.", code="alias_taken", field="custom_alias"
-                ) from None
+            link_id = await self._inserts.submit({"code": code, "is_custom": True, **values})
+            if link_id is None:
+                raise Conflict("That alias is taken.", code="alias_taken", field="custom_alias")
             # The alias may have been looked up (and cached as unknown) before it existed. A generated
             # code was never handed out, so only a scanner guessing it in the last minute could have.
             await self.cache.invalidate(code)
@@ -137,12 +138,15 @@ class LinksService:
     async def _insert_generated(self, values: dict[str, Any]) -> tuple[str, int]:
         for _ in range(MAX_GENERATED_ATTEMPTS):
             code = await self.allocator.next_code()
-            try:
-                async with self.db.write() as conn:
-                    return code, await store.insert_link(conn, code=code, is_custom=False, **values)
-            except store.CodeTaken:
-                log.info("generated code taken by an alias; skipping it", code=code)
+            link_id = await self._inserts.submit({"code": code, "is_custom": False, **values})
+            if link_id is not None:
+                return code, link_id
+            log.info("generated code taken by an alias; skipping it", code=code)
         raise RuntimeError("could not find a free generated code")
+
+    async def _insert(self, rows: Sequence[dict[str, Any]]) -> list[int | None]:
+        async with self.db.write() as conn:
+            return await store.insert_links(conn, rows)
 
     async def _check_create_rate(self, owner: User | None, client_ip: str) -> None:
         key = f"create:u:{owner.id}" if owner else f"create:ip:{client_ip}"

@@ -7,11 +7,13 @@ Both adapters do the same float arithmetic, so they agree to the token.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as aioredis
 
+from plaza.platform.batching import Batcher
 from plaza.platform.clock import Clock, SystemClock
 from plaza.platform.kv import outage_as_unavailable
 from plaza.settings import Rate
@@ -45,63 +47,83 @@ def _check_cost(rate: Rate, cost: int) -> None:
         raise ValueError(f"cost must be between 1 and the capacity {rate.capacity}, got {cost}")
 
 
-# The Lua twin of MemoryRateLimiter._decide. Times are the Redis server's, in microseconds, so the
-# clocks of app processes do not matter. Numbers are formatted explicitly because Lua's default
-# number-to-string keeps only 14 digits.
+# The Lua twin of MemoryRateLimiter._decide, for every call of a batch in turn: KEYS[i] is call i's
+# bucket, ARGV[4i-3..4i] its capacity, period, cost and consume flag. Times are the Redis server's, in
+# microseconds, so the clocks of app processes do not matter. Numbers are formatted explicitly because
+# Lua's default number-to-string keeps only 14 digits.
 _SCRIPT = """
-local capacity = tonumber(ARGV[1])
-local period_us = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
 local epsilon = 1e-9
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = capacity
-if state[1] then
-  local elapsed = math.max(0, now - tonumber(state[2]))
-  tokens = math.min(capacity, tonumber(state[1]) + elapsed * capacity / period_us)
+local decisions = {}
+for i, key in ipairs(KEYS) do
+  local capacity = tonumber(ARGV[4 * i - 3])
+  local period_us = tonumber(ARGV[4 * i - 2])
+  local cost = tonumber(ARGV[4 * i - 1])
+  local state = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = capacity
+  if state[1] then
+    local elapsed = math.max(0, now - tonumber(state[2]))
+    tokens = math.min(capacity, tonumber(state[1]) + elapsed * capacity / period_us)
+  end
+  if tokens + epsilon < cost then
+    local wait_s = (cost - tokens) * period_us / capacity / 1000000
+    decisions[i] = {0, math.floor(tokens + epsilon), math.max(1, math.ceil(wait_s - epsilon))}
+  else
+    if ARGV[4 * i] == '1' then
+      tokens = math.max(0, tokens - cost)
+      local full_in_ms = math.ceil((capacity - tokens) * period_us / capacity / 1000)
+      redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'ts', string.format('%d', now))
+      redis.call('PEXPIRE', key, math.max(1, full_in_ms))
+    end
+    decisions[i] = {1, math.floor(tokens + epsilon), 0}
+  end
 end
-if tokens + epsilon < cost then
-  local wait_s = (cost - tokens) * period_us / capacity / 1000000
-  return {0, math.floor(tokens + epsilon), math.max(1, math.ceil(wait_s - epsilon))}
-end
-if ARGV[4] == '1' then
-  tokens = math.max(0, tokens - cost)
-  local full_in_ms = math.ceil((capacity - tokens) * period_us / capacity / 1000)
-  redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%d', now))
-  redis.call('PEXPIRE', KEYS[1], math.max(1, full_in_ms))
-end
-return {1, math.floor(tokens + epsilon), 0}
+return decisions
 """
 
 
+@dataclass(frozen=True)
+class _Call:
+    key: str
+    rate: Rate
+    cost: int
+    consume: bool
+
+
 class RedisRateLimiter:
-    """Buckets are hashes under `prefix` + "rl:", expiring once they would be full again."""
+    """Buckets are hashes under `prefix` + "rl:", expiring once they would be full again.
+
+    The calls made while one script runs share the next run (one round trip for all of them), so the
+    client must be a single Redis, not a cluster: a batch's keys may hash to any slot.
+    """
 
     def __init__(self, client: aioredis.Redis, prefix: str) -> None:
         self._client = client
         self._prefix = prefix + "rl:"
         self._script = client.register_script(_SCRIPT)
+        self._calls: Batcher[_Call, Decision] = Batcher(self._run)
 
     async def hit(self, key: str, rate: Rate, cost: int = 1) -> Decision:
-        return await self._run(key, rate, cost, consume=True)
+        _check_cost(rate, cost)
+        return await self._calls.submit(_Call(self._prefix + key, rate, cost, consume=True))
 
     async def peek(self, key: str, rate: Rate, cost: int = 1) -> Decision:
-        return await self._run(key, rate, cost, consume=False)
+        _check_cost(rate, cost)
+        return await self._calls.submit(_Call(self._prefix + key, rate, cost, consume=False))
 
     async def reset(self, key: str) -> None:
         with outage_as_unavailable("redis rate limiter"):
             await self._client.delete(self._prefix + key)
 
-    async def _run(self, key: str, rate: Rate, cost: int, *, consume: bool) -> Decision:
-        _check_cost(rate, cost)
-        period_us = round(rate.period_s * 1_000_000)
-        args = [rate.capacity, period_us, cost, int(consume)]
+    async def _run(self, calls: Sequence[_Call]) -> list[Decision]:
+        args: list[int] = []
+        for call in calls:
+            period_us = round(call.rate.period_s * 1_000_000)
+            args += [call.rate.capacity, period_us, call.cost, int(call.consume)]
         with outage_as_unavailable("redis rate limiter"):
-            allowed, remaining, retry_after_s = await self._script(
-                keys=[self._prefix + key], args=args
-            )
-        return Decision(bool(allowed), int(remaining), int(retry_after_s))
+            replies = await self._script(keys=[call.key for call in calls], args=args)
+        return [Decision(bool(allowed), int(left), int(wait)) for allowed, left, wait in replies]
 
 
 @dataclass
