@@ -102,6 +102,8 @@ async def _run_worker(settings: Settings) -> None:
     services = build_services(platform)
     background = Background()
     start_workers(background, platform, services)
+    # Fan-out renders post views: they must drop what other processes change, as served ones do.
+    background.start("feed-invalidation", services.feed.listen(), graceful=False)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
