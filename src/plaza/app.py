@@ -205,6 +205,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await background.close()
             await close_services(services)
             await close_platform(platform)
+            Metrics.process_exited()
 
     api = FastAPI(
         title="Plaza",

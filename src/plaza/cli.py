@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import tempfile
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
 import uvicorn
 
 from plaza.platform.logs import configure_logging
+from plaza.platform.metrics import MULTIPROC_DIR
 from plaza.settings import Settings
 
 cli = typer.Typer(help="Plaza: short links, real-time chat and a news feed.", no_args_is_help=True)
@@ -47,6 +51,26 @@ def serve(
         asyncio.run(_migrate(settings))
     if background is not None:  # the worker processes read their settings from the environment
         os.environ["PLAZA_RUN_WORKERS"] = "true" if background else "false"
+    with _metrics_shared_by(workers):
+        _serve(host, port, workers)
+
+
+@contextlib.contextmanager
+def _metrics_shared_by(workers: int) -> Iterator[None]:
+    """Several processes: their metrics go to files in a directory of this run's own (unless one is
+    given), so that /metrics answers for all of them (prometheus_client's multiprocess mode)."""
+    if workers == 1 or os.environ.get(MULTIPROC_DIR):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="plaza-metrics-") as directory:
+        os.environ[MULTIPROC_DIR] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_DIR]
+
+
+def _serve(host: str, port: int, workers: int) -> None:
     uvicorn.run(
         "plaza.app:create_app",
         factory=True,

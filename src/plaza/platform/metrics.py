@@ -1,10 +1,25 @@
-"""Prometheus metrics of one app instance, on a registry of its own (several apps may share a process)."""
+"""Prometheus metrics of one app instance, on a registry of its own (several apps may share a process).
+
+Under `plaza serve --workers N` the processes write their values to files in PROMETHEUS_MULTIPROC_DIR
+(prometheus_client's multiprocess mode, which `plaza serve` sets up), and /metrics answers the sum
+of every process, whichever one serves it.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 # Buckets from 0.25 ms: the redirect fast path answers in well under a millisecond.
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -39,11 +54,13 @@ class Metrics:
             "Entries of a durable stream not yet acknowledged by a consumer group",
             ["stream", "group"],
             registry=self.registry,
+            multiprocess_mode="livemax",  # every process sees the same stream
         )
         self.clicks_buffered = Gauge(
             "plaza_clicks_buffered",
             "Clicks held in this process's buffer, not yet flushed to the stream",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.clicks_dropped = Counter(
             "plaza_clicks_dropped_total",
@@ -60,6 +77,7 @@ class Metrics:
             "plaza_ws_connections",
             "WebSocket connections open on this process (authenticated or not)",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.ws_frames = Counter(
             "plaza_ws_frames_total",
@@ -99,4 +117,14 @@ class Metrics:
         )
 
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROC_DIR):
+            every_process = CollectorRegistry()
+            multiprocess.MultiProcessCollector(every_process)  # type: ignore[no-untyped-call]
+            return generate_latest(every_process)
         return generate_latest(self.registry)
+
+    @staticmethod
+    def process_exited() -> None:
+        """Drop this process's live gauges from the shared files (multiprocess mode only)."""
+        if os.environ.get(MULTIPROC_DIR):
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
