@@ -1,7 +1,7 @@
 """Plaza's benchmark: redirects against nginx, Plaza on two backends and a peer; creates per second.
 
     .venv/bin/python bench/run.py [--duration 10] [--links 10000] [--only redirects|creates]
-                                  [--targets nginx,plaza-sqlite,plaza-pg,plaza-pg-worker,liteshort] [--no-save]
+                                  [--targets nginx,plaza-sqlite,plaza-pg,plaza-pg-worker,plaza-pg-2,liteshort] [--no-save]
     .venv/bin/python bench/run.py --only feed [bench/feed.py's options]
     .venv/bin/python bench/run.py --only chat [bench/chat.py's options]
 
@@ -32,7 +32,7 @@ from wrkrun import run_wrk
 
 BENCH = Path(__file__).resolve().parent
 LOAD = BENCH / "load.py"
-ALL_TARGETS = ("nginx", "plaza-sqlite", "plaza-pg", "plaza-pg-worker", "liteshort")
+ALL_TARGETS = ("nginx", "plaza-sqlite", "plaza-pg", "plaza-pg-worker", "plaza-pg-2", "liteshort")
 SETTLE_S = 2.0  # lets the click buffer of the redirect run flush before creates are measured
 BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -118,8 +118,11 @@ def bench_plaza(
     redis: str | None,
     *,
     split: bool = False,
+    processes: int = 1,
 ) -> None:
-    with targets.plaza(run.work / name, database_url, redis, separate_worker=split) as server:
+    with targets.plaza(
+        run.work / name, database_url, redis, separate_worker=split, processes=processes
+    ) as server:
         if run.args.redirects:
             codes, seeded = seed(run, server, "plaza", name)
             redirects(run, name, served_by, server, codes, seed=seeded)
@@ -145,6 +148,13 @@ def bench_plaza_pg_worker(run: Run) -> None:
         bench_plaza(run, "plaza-pg-worker", served_by, url, targets.REDIS_URL, split=True)
 
 
+def bench_plaza_pg_2(run: Run) -> None:
+    """`--workers 2`: one process per core of this machine (which wrk shares)."""
+    with targets.postgres_database(f"plaza_bench_2_{os.getpid()}") as url:
+        served_by = "plaza serve --workers 2; PostgreSQL + Redis"
+        bench_plaza(run, "plaza-pg-2", served_by, url, targets.REDIS_URL, processes=2)
+
+
 def bench_liteshort(run: Run) -> None:
     if not run.args.redirects:
         return
@@ -162,6 +172,7 @@ BENCHES = {
     "plaza-sqlite": bench_plaza_sqlite,
     "plaza-pg": bench_plaza_pg,
     "plaza-pg-worker": bench_plaza_pg_worker,
+    "plaza-pg-2": bench_plaza_pg_2,
     "liteshort": bench_liteshort,
 }
 

@@ -154,8 +154,10 @@ def plaza(
     redis_prefix: str | None = None,
     extra_env: dict[str, str] | None = None,
     launcher: list[str] | None = None,
+    processes: int = 1,
 ) -> Iterator[Server]:
-    """`plaza serve`; with `separate_worker`, consumers run in their own `plaza worker` process.
+    """`plaza serve` (`--workers processes`); with `separate_worker`, consumers run in their own
+    `plaza worker` process.
 
     Its Redis keys (under `redis_prefix`, by default one of this run's own) are deleted afterwards.
     `launcher` replaces the `plaza` executable (e.g. a Python script that profiles it), `extra_env`
@@ -174,7 +176,7 @@ def plaza(
         prefix = redis_prefix or f"plaza-bench-{os.getpid()}:"
         env |= {"PLAZA_REDIS_URL": redis_url, "PLAZA_REDIS_PREFIX": prefix}
     cmd = [*(launcher or [str(PLAZA)]), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--workers", "1"]
+    cmd += ["--workers", str(processes)]
     if separate_worker:
         cmd.append("--no-background")
     try:
