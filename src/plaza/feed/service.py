@@ -147,7 +147,7 @@ class FeedService:
         settings: Settings,
     ) -> None:
         self.db, self.timelines, self.cache, self.accounts = db, timelines, cache, accounts
-        self.pusher, self.pubsub, self.ids, self.clock = pusher, pubsub, ids, clock
+        self.pusher, self.ids, self.clock = pusher, ids, clock
         self.celebrity_threshold = settings.feed_celebrity_threshold
         self.timeline_ttl_s = settings.feed_active_days * 86400.0
         self.rank_budget_s = settings.feed_rank_budget_ms / 1000

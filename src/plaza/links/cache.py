@@ -7,7 +7,6 @@ entry on a pub/sub message.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
 
@@ -18,8 +17,9 @@ from plaza.links import store
 from plaza.platform.clock import Clock
 from plaza.platform.db import Database
 from plaza.platform.kv import KV, PortUnavailable
+from plaza.platform.localcache import LocalCache
 from plaza.platform.metrics import Metrics
-from plaza.platform.pubsub import PubSub, listen
+from plaza.platform.pubsub import PubSub
 
 log = structlog.get_logger("plaza.links.cache")
 INVALIDATION_CHANNEL = "links:invalidate"
@@ -63,9 +63,15 @@ class RedirectCache:
         kv_ttl_s: int,
         negative_ttl_s: int,
     ) -> None:
-        self._db, self._kv, self._pubsub, self._clock = db, kv, pubsub, clock
-        self._lru: OrderedDict[str, tuple[Target | Missing, float]] = OrderedDict()
-        self._lru_size, self._lru_ttl_s = lru_size, lru_ttl_s
+        self._db, self._kv = db, kv
+        self._lru = LocalCache[str, Target | Missing](
+            channel=INVALIDATION_CHANNEL,
+            parse=str,
+            pubsub=pubsub,
+            clock=clock,
+            size=lru_size,
+            ttl_s=lru_ttl_s,
+        )
         self._kv_ttl_s, self._negative_ttl_s = kv_ttl_s, negative_ttl_s
         events = metrics.cache_events
         self._lru_hit, self._lru_miss = events.labels("lru", "hit"), events.labels("lru", "miss")
@@ -74,30 +80,19 @@ class RedirectCache:
 
     def local(self, code: str) -> Target | Missing | None:
         """The LRU's answer, without awaiting anything; None when the LRU does not know."""
-        entry = self._lru.get(code)
-        if entry is not None and self._clock.monotonic() - entry[1] < self._lru_ttl_s:
-            self._lru.move_to_end(code)
-            self._lru_hit.inc()
-            return entry[0]
-        self._lru_miss.inc()
-        return None
+        found = self._lru.get(code)
+        (self._lru_miss if found is None else self._lru_hit).inc()
+        return found
 
     async def lookup(self, code: str) -> Target | Missing:
         """The kv cache, then SQL; fills both caches. Raises when SQL is needed and down."""
+        generation = self._lru.generation
         found = await self._from_kv(code)
         if found is None:
             found = await self._from_sql(code)
             await self._to_kv(code, found)
-        self._remember(code, found)
+        self._lru.put(code, found, generation)
         return found
-
-    def _remember(self, code: str, found: Target | Missing) -> None:
-        if self._lru_size == 0:
-            return
-        self._lru[code] = (found, self._clock.monotonic())
-        self._lru.move_to_end(code)
-        while len(self._lru) > self._lru_size:
-            self._lru.popitem(last=False)
 
     async def _from_kv(self, code: str) -> Target | Missing | None:
         try:
@@ -131,17 +126,14 @@ class RedirectCache:
             pass
 
     async def invalidate(self, code: str) -> None:
-        """Forget the code here at once, in the kv cache, and (via pub/sub) in every other process."""
-        self._lru.pop(code, None)
+        """Forget the code in the kv cache, then here and (via pub/sub) in every other process."""
         try:
             await self._kv.delete(f"link:{code}")
-            await self._pubsub.publish(INVALIDATION_CHANNEL, code.encode())
         except PortUnavailable:
-            log.warning("cache invalidation not broadcast: kv/pubsub unavailable", code=code)
+            log.warning("cache entry not deleted: kv unavailable", code=code)
+        await self._lru.invalidate([code])
 
     async def listen_for_invalidations(self) -> None:
         """Drop LRU entries that other processes invalidate (those missed during an outage age
         out within the LRU's TTL); runs until cancelled."""
-        await listen(
-            self._pubsub, INVALIDATION_CHANNEL, lambda code: self._lru.pop(code.decode(), None)
-        )
+        await self._lru.listen()

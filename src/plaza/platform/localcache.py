@@ -52,6 +52,7 @@ class LocalCache(Generic[K, V]):
         if found[0] <= self._clock.monotonic():
             del self._entries[key]
             return None
+        self._entries.move_to_end(key)  # least recently used goes first
         return found[1]
 
     def put(self, key: K, value: V, generation: int) -> None:
