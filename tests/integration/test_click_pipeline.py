@@ -276,6 +276,10 @@ async def test_malformed_entries_are_skipped_not_retried_forever(pipeline: Pipel
         b"not json",
         orjson.dumps({"id": "x", "clicks": [["not an id", 1.0, None, None, None]]}),
         orjson.dumps([1, 2, 3]),
+        # Checked a chunk at a time, but refused whole: the good clicks before the bad one count not.
+        orjson.dumps(
+            {"id": "y", "clicks": [[link_id, LATE, None, DESKTOP, None]] * 600 + [[link_id, "?"]]}
+        ),
         encode_batch("good", [(link_id, LATE, None, DESKTOP, None)]),
     ):
         await streams.add("clicks", payload)

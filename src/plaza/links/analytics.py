@@ -11,9 +11,9 @@ import asyncio
 import datetime as dt
 import functools
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import structlog
@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from plaza.links.clicks import MalformedBatch, decode_batch
+from plaza.links.clicks import CountedClick, MalformedBatch, checked_click, decode_batch
 from plaza.links.geo import GeoLookup
 from plaza.links.tables import link_countries, link_daily, link_devices, link_referrers, links
 from plaza.links.useragents import classify
@@ -38,10 +38,13 @@ log = structlog.get_logger("plaza.clicks")
 
 DIRECT = "direct"  # the referrer of a click without a usable Referer header
 REFERRER_MAX = 255  # link_referrers.referrer is VARCHAR(255)
-EXECUTE_CHUNK = 250  # parameter sets bound per statement; the event loop runs between chunks
+# Rows handled per step (checked and tallied, or bound to one statement); the event loop serves
+# redirects between steps, so no step holds it for more than a millisecond or two.
+EXECUTE_CHUNK = 250
 READ_COUNT = 50  # entries per read; each holds up to a buffer batch (5,000 clicks)
 
 _Key = tuple[int, Any]
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -81,10 +84,13 @@ class ClickAggregator:
         self._recorded = metrics.clicks_recorded
 
     async def apply(self, batch_id: str, clicks: Sequence[Sequence[Any]]) -> bool:
-        """Count a batch once; False (and nothing changed) when this batch id was counted before."""
+        """Count a batch once; False (and nothing changed) when this batch id was counted before.
+
+        Raises MalformedBatch, before anything is written, when a click is not one we could count.
+        """
         tally = _Tally()
-        for start in range(0, len(clicks), EXECUTE_CHUNK * 4):
-            self._tally(clicks[start : start + EXECUTE_CHUNK * 4], tally)
+        for start in range(0, len(clicks), EXECUTE_CHUNK):
+            self._tally([checked_click(c) for c in clicks[start : start + EXECUTE_CHUNK]], tally)
             await asyncio.sleep(0)
         async with self.db.write() as conn:
             if not await _claim_batch(conn, batch_id):
@@ -101,12 +107,10 @@ class ClickAggregator:
         self._recorded.labels(kind="bot").inc(bots)
         return True
 
-    def _tally(self, clicks: Sequence[Sequence[Any]], tally: _Tally) -> None:
-        """Add clicks to the tally. A click may carry a sixth element: how many identical clicks it
-        stands for."""
+    def _tally(self, clicks: list[CountedClick], tally: _Tally) -> None:
+        """Add clicks to the tally; the sixth element is how many identical clicks each stands for."""
         countries = dict[str | None, str | None]()
-        for link_id, ts, referrer, user_agent, ip, *count in clicks:
-            n = count[0] if count else 1
+        for link_id, ts, referrer, user_agent, ip, n in clicks:
             device = classify(user_agent)
             tally.devices[link_id, device] += n
             if ts > tally.newest.get(link_id, -1.0):
@@ -134,18 +138,27 @@ async def _claim_batch(conn: AsyncConnection, batch_id: str) -> bool:
     return (await conn.execute(stmt)).first() is not None
 
 
+_LOCK_LINKS = (
+    select(links.c.id)
+    .where(links.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(links.c.id)
+    # NO KEY UPDATE: other transactions may still insert aggregate rows referencing the link.
+    .with_for_update(key_share=True)
+)
+
+
 async def _lock_links(conn: AsyncConnection, link_ids: list[int]) -> set[int]:
-    """The ids that still exist, row-locked in id order so concurrent consumers never deadlock."""
-    if not link_ids:
-        return set()
-    stmt = (
-        select(links.c.id)
-        .where(links.c.id.in_(link_ids))
-        .order_by(links.c.id)
-        # NO KEY UPDATE: other transactions may still insert aggregate rows referencing the link.
-        .with_for_update(key_share=True)
-    )
-    return set((await conn.execute(stmt)).scalars())
+    """The ids that still exist, row-locked in id order so concurrent consumers never deadlock.
+
+    A chunk at a time, in order (the ids come sorted): one statement with thousands of ids would
+    take the event loop milliseconds to render.
+    """
+    existing = set[int]()
+    for start in range(0, len(link_ids), EXECUTE_CHUNK):
+        chunk = link_ids[start : start + EXECUTE_CHUNK]
+        existing.update((await conn.execute(_LOCK_LINKS, {"ids": chunk})).scalars())
+        await asyncio.sleep(0)
+    return existing
 
 
 def _forget_missing(tally: _Tally, existing: set[int]) -> None:
@@ -175,16 +188,17 @@ async def _add_to_links(conn: AsyncConnection, tally: _Tally) -> None:
             ),
         )
     )
-    rows = [
-        {
+
+    def row(item: tuple[int, float]) -> dict[str, Any]:
+        link_id, ts = item
+        return {
             "b_id": link_id,
             "b_humans": tally.humans[link_id],
             "b_bots": tally.bots[link_id],
             "b_newest": dt.datetime.fromtimestamp(ts, dt.UTC),
         }
-        for link_id, ts in sorted(tally.newest.items())
-    ]
-    await _execute_in_chunks(conn, stmt, rows)
+
+    await _execute_in_chunks(conn, stmt, sorted(tally.newest.items()), row)
 
 
 async def _increment(
@@ -202,18 +216,24 @@ async def _increment(
         index_elements=[table.c.link_id, table.c[column]],
         set_={"clicks": table.c.clicks + stmt.excluded.clicks},
     )
-    rows = [{"link_id": k[0], column: k[1], "clicks": n} for k, n in sorted(counts.items())]
-    await _execute_in_chunks(conn, stmt, rows)
+
+    def row(item: tuple[_Key, int]) -> dict[str, Any]:
+        (link_id, value), n = item
+        return {"link_id": link_id, column: value, "clicks": n}
+
+    await _execute_in_chunks(conn, stmt, sorted(counts.items()), row)
 
 
-async def _execute_in_chunks(conn: AsyncConnection, stmt: Any, rows: list[dict[str, Any]]) -> None:
-    """Run `stmt` for `rows` a chunk at a time, in order, in the caller's transaction.
+async def _execute_in_chunks(
+    conn: AsyncConnection, stmt: Any, items: list[_T], row: Callable[[_T], dict[str, Any]]
+) -> None:
+    """Run `stmt` for the rows of `items` a chunk at a time, in order, in the caller's transaction.
 
-    Binding thousands of parameter sets is CPU work on the event loop; in chunks, the redirects this
-    process serves wait for one chunk at most, not for the whole batch.
+    Building and binding thousands of parameter sets is CPU work on the event loop; in chunks, the
+    redirects this process serves wait for one chunk at most, not for the whole batch.
     """
-    for start in range(0, len(rows), EXECUTE_CHUNK):
-        await conn.execute(stmt, rows[start : start + EXECUTE_CHUNK])
+    for start in range(0, len(items), EXECUTE_CHUNK):
+        await conn.execute(stmt, [row(item) for item in items[start : start + EXECUTE_CHUNK]])
         await asyncio.sleep(0)
 
 

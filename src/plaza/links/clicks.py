@@ -30,6 +30,7 @@ __all__ = [
     "ClickBuffer",
     "CountedClick",
     "MalformedBatch",
+    "checked_click",
     "decode_batch",
     "encode_batch",
 ]
@@ -66,8 +67,12 @@ def encode_batch(batch_id: str, clicks: Sequence[Click | CountedClick]) -> bytes
     return orjson.dumps({"id": batch_id, "clicks": clicks})
 
 
-def decode_batch(payload: bytes) -> tuple[str, list[CountedClick]]:
-    """The batch id and its clicks, checked so that nothing downstream can choke on a value."""
+def decode_batch(payload: bytes) -> tuple[str, list[Any]]:
+    """The batch id and its clicks, each still to be checked by `checked_click`.
+
+    The consumer checks clicks a chunk at a time (thousands of them would hold the event loop for
+    milliseconds), before it writes anything: a batch with one bad click is refused whole.
+    """
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
@@ -79,23 +84,24 @@ def decode_batch(payload: bytes) -> tuple[str, list[CountedClick]]:
         raise MalformedBatch("bad batch id")
     if not isinstance(clicks, list):
         raise MalformedBatch("clicks is not a list")
-    return batch_id, [_checked_click(click) for click in clicks]
+    return batch_id, clicks
 
 
-def _checked_click(click: Any) -> CountedClick:
-    if not isinstance(click, list) or len(click) not in (5, 6):
+def checked_click(click: Any) -> CountedClick:
+    """A click as the aggregator may use it, so that nothing downstream can choke on a value."""
+    if not isinstance(click, list | tuple) or len(click) not in (5, 6):
         raise MalformedBatch("a click is not a list of five or six")
-    count = click.pop() if len(click) == 6 else 1
+    link_id, ts, referrer, user_agent, ip, *rest = click
+    count = rest[0] if rest else 1
     if type(count) is not int or not 0 < count <= MAX_COUNT:
         raise MalformedBatch("bad count")
-    link_id, ts, *texts = click
     if type(link_id) is not int or not 0 < link_id <= MAX_LINK_ID:
         raise MalformedBatch("bad link id")
     if type(ts) not in (int, float) or not (math.isfinite(ts) and 0 <= ts <= MAX_TS):
         raise MalformedBatch("bad timestamp")
-    if not all(text is None or isinstance(text, str) for text in texts):
-        raise MalformedBatch("bad referrer, user agent or ip")
-    referrer, user_agent, ip = texts
+    for text in (referrer, user_agent, ip):
+        if text is not None and not isinstance(text, str):
+            raise MalformedBatch("bad referrer, user agent or ip")
     return link_id, float(ts), referrer, user_agent, ip, count
 
 
