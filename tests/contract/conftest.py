@@ -117,15 +117,21 @@ async def timelines(
     """Timelines in memory, in one Redis, and spread over a Redis Cluster (slot-grouped calls)."""
     kind = str(request.param)
     if kind == "memory":
-        yield Rig(kind, MemoryTimelines(max_len=5, clock=clock), _elapse(clock, real=False))
+        yield Rig(
+            kind, MemoryTimelines(max_len=5, trim_slack=2, clock=clock), _elapse(clock, real=False)
+        )
         return
     client: aioredis.Redis | RedisCluster
     if kind == "redis":
         client = redis_client(request.getfixturevalue("redis_url"))
-        port = RedisTimelines(client, request.getfixturevalue("redis_prefix"), max_len=5)
+        port = RedisTimelines(
+            client, request.getfixturevalue("redis_prefix"), max_len=5, trim_slack=2
+        )
     else:
         client = redis_cluster_client(request.getfixturevalue("redis_cluster_url"))
-        port = RedisTimelines(client, f"t{uuid.uuid4().hex[:8]}:", max_len=5, slot_groups=4)
+        port = RedisTimelines(
+            client, f"t{uuid.uuid4().hex[:8]}:", max_len=5, trim_slack=2, slot_groups=4
+        )
     yield Rig(kind, port, _elapse(clock, real=True))
     await client.aclose()
 

@@ -77,20 +77,48 @@ async def test_many_windows_at_once_answer_as_each_would_alone(timelines: Rig[Ti
     assert await tl.window("author:9", None, 1) is not None
 
 
-async def test_the_oldest_are_dropped_past_max_len_and_completeness_is_lost(
+async def test_past_max_len_and_its_slack_the_oldest_go_and_completeness_is_lost(
     timelines: Rig[Timelines],
 ) -> None:
-    tl = timelines.port  # max_len is 5 in these tests
+    tl = timelines.port  # max_len 5, trim_slack 2 in these tests: up to 7 ids, trimmed back to 5
     await tl.build("home:1", [1, 2, 3, 4], complete=True, ttl_s=None)
-    await tl.push(["home:1"], 5)
+    for item in (5, 6, 7):
+        await tl.push(["home:1"], item)
     full = await tl.window("home:1", None, 10)
-    assert full is not None and (full.ids, full.complete) == ([5, 4, 3, 2, 1], True)
-    await tl.push(["home:1"], 6)
+    assert full is not None and (full.ids, full.complete) == ([7, 6, 5, 4, 3, 2, 1], True)
+    await tl.push(["home:1"], 8)
     trimmed = await tl.window("home:1", None, 10)
-    assert trimmed is not None and (trimmed.ids, trimmed.complete) == ([6, 5, 4, 3, 2], False)
-    assert await tl.extend("home:1", [7, 8, 9])
+    assert trimmed is not None and (trimmed.ids, trimmed.complete) == ([8, 7, 6, 5, 4], False)
+    assert await tl.extend("home:1", [9, 10])  # 7 ids: within the slack
     extended = await tl.window("home:1", None, 10)
-    assert extended is not None and extended.ids == [9, 8, 7, 6, 5]
+    assert extended is not None and extended.ids == [10, 9, 8, 7, 6, 5, 4]
+    assert await tl.extend("home:1", [11, 12, 13, 14])  # one trim, after all of them are in
+    extended = await tl.window("home:1", None, 10)
+    assert extended is not None and (extended.ids, extended.complete) == (
+        [14, 13, 12, 11, 10],
+        False,
+    )
+
+
+async def test_an_incomplete_timeline_is_read_down_to_its_floor_only(
+    timelines: Rig[Timelines],
+) -> None:
+    """Below the lowest id kept, only SQL knows what is missing: a late or backfilled older id that
+    lands there must not be read, or a reader paging on would skip what lies between."""
+    tl = timelines.port  # max_len 5, trim_slack 2
+    await tl.build("home:1", range(10, 18), complete=True, ttl_s=None)  # cut off: keeps 13-17
+    assert await tl.extend("home:1", [2, 11])
+    cut = await tl.window("home:1", None, 10)
+    assert cut is not None and (cut.ids, cut.complete) == ([17, 16, 15, 14, 13], False)
+    assert await tl.window("home:1", 13, 10) == Window([], False)
+    await tl.build("home:2", [20, 21, 22, 23], complete=True, ttl_s=None)
+    for item in (24, 25, 26, 27):  # the last push trims to 23-27
+        await tl.push(["home:2"], item)
+    assert await tl.push(["home:2"], 5) == 1  # a late fan-out of an old post
+    late = await tl.window("home:2", None, 10)
+    assert late is not None and (late.ids, late.complete) == ([27, 26, 25, 24, 23], False)
+    many = await tl.windows(["home:1", "home:2"], 24, 10)
+    assert many == [Window([17, 16, 15, 14, 13], False), Window([23], False)]
 
 
 async def test_building_from_a_long_or_cut_off_list(timelines: Rig[Timelines]) -> None:

@@ -125,10 +125,26 @@ class FanOut:
         frame = {"type": "feed", "post": view}
         async with self.db.read() as conn:
             hiders = await store.hiders(conn, author)
-        async for page in self._followers(author):
-            if not celebrity:
-                inserted += await timelines.push([home_key(f) for f in page], post_id)
-            await self.feed.pusher.deliver([f for f in page if f not in hiders], frame)
+        # A page's push runs in Redis while the next page is read, keyed and delivered here.
+        pushing: asyncio.Future[int] | None = None
+        try:
+            async for page in self._followers(author):
+                if not celebrity:
+                    previous = pushing
+                    pushing = asyncio.ensure_future(
+                        timelines.push([home_key(f) for f in page], post_id)
+                    )
+                    if previous is not None:
+                        inserted += await previous
+                await self.feed.pusher.deliver([f for f in page if f not in hiders], frame)
+            if pushing is not None:
+                inserted += await pushing
+                pushing = None
+        finally:
+            if pushing is not None:  # a failure above: the consumer retries the whole post
+                pushing.cancel()
+                with contextlib.suppress(BaseException):
+                    await pushing
         self.metrics.feed_timeline_inserts.inc(inserted)
 
     async def delete(self, author: int, post_ids: list[int]) -> None:

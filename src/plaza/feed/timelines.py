@@ -1,7 +1,10 @@
 """Timelines: capped lists of post ids, newest first, as a port: in process memory, or Redis sorted sets.
 
 A timeline is a home feed (`home:<user id>`) or a celebrity's recent posts (`author:<user id>`). Each
-holds at most `max_len` ids; pushing more drops the oldest. Ids are Snowflake ids below 2**53, so a
+holds the newest `max_len` ids it was given, and at most `trim_slack` more: a push that takes it past
+`max_len + trim_slack` trims it back to `max_len` (approximate trimming, as Redis's `XADD MAXLEN ~`).
+On full timelines, which take most pushes, that is a trim every `trim_slack` pushes instead of each
+time: half of a push's cost in Redis (bench/feed.py). Ids are Snowflake ids below 2**53, so a
 sorted-set score (a double) holds them exactly and the score alone orders them.
 
 A timeline exists only once it was built (from SQL, by the reader that found it missing). Pushes go only
@@ -10,8 +13,14 @@ costs the fan-out nothing, and gets a complete one rebuilt when they come back. 
 whether it is complete, that is whether it ever dropped ids or was built from a cut-off list: a reader
 who reaches the end of a complete timeline has seen everything, of an incomplete one must go on in SQL.
 
+An incomplete timeline is exact only down to its floor, the lowest id it kept when it was last trimmed
+or built: below the floor only SQL knows what is missing. An older id that arrives later (a follow's
+backfill, a late fan-out) may still land in it, so reads never go below the floor.
+
 In Redis each timeline is one sorted set whose lowest member is a marker, "~", scored 0 while the
-timeline is complete and -1 once it is not; pushes run as one Lua call per batch of timelines.
+timeline is complete and minus its floor once it is not (-1 keeps every id); pushes run as one Lua call
+per batch of timelines. Lua would print a number of 16 digits in 14 (`%.14g`), so floors travel as the
+members' own strings.
 
 On a Redis Cluster a Lua call may only touch keys of one hash slot, so timeline keys carry a hash tag,
 one of `slot_groups` (`tl:{7}:home:42`): a batch is split by tag, each part one call, the parts run
@@ -34,9 +43,16 @@ from redis.asyncio.cluster import RedisCluster
 from plaza.platform.clock import Clock, SystemClock
 from plaza.platform.kv import outage_as_unavailable
 
-__all__ = ["MemoryTimelines", "RedisTimelines", "Timelines", "Window"]
+__all__ = ["MemoryTimelines", "RedisTimelines", "Timelines", "Window", "default_trim_slack"]
 
 MARKER = b"~"
+TRIM_SLACK_SHARE = (
+    25  # by default a timeline may run 1/25 over max_len (32 ids over 800) before a trim
+)
+
+
+def default_trim_slack(max_len: int) -> int:
+    return max_len // TRIM_SLACK_SHARE
 
 
 @dataclass(frozen=True)
@@ -46,7 +62,8 @@ class Window:
 
 
 class Timelines(Protocol):
-    max_len: int
+    max_len: int  # the ids a timeline keeps when it is trimmed
+    trim_slack: int  # how many more it may hold before it is
 
     async def push(self, keys: Sequence[str], item: int) -> int:
         """Add `item` to each of these timelines that exists; returns how many had it added."""
@@ -80,21 +97,21 @@ class Timelines(Protocol):
 
 # --- Redis -----------------------------------------------------------------------------------------
 
-# KEYS: timelines; ARGV: the item, max_len. Pushes into those that exist, trims, marks trimmed ones.
-# A full timeline is already marked (-1): not marking it again saves a call per push, ~25% of the
-# script's time in Redis on full timelines (bench/feed.py).
+# KEYS: timelines; ARGV: the item, max_len, trim_slack. Pushes into those that exist (a timeline always
+# holds its marker, so ZCARD is 0 only for one that does not). Past max_len + trim_slack ids, the marker,
+# always the lowest member, goes with the oldest ids and comes back scored minus the new floor.
 _PUSH = """
 local n = 0
 local max = tonumber(ARGV[2])
+local limit = max + tonumber(ARGV[3])
 local item = ARGV[1]
 for _, key in ipairs(KEYS) do
-  local marker = redis.call('ZSCORE', key, '~')
-  if marker then
-    redis.call('ZADD', key, item, item)
-    local extra = redis.call('ZCARD', key) - 1 - max
-    if extra > 0 then
-      redis.call('ZREMRANGEBYRANK', key, 1, extra)
-      if marker ~= '-1' then redis.call('ZADD', key, -1, '~') end
+  local size = redis.call('ZCARD', key)
+  if size > 0 then
+    size = size + redis.call('ZADD', key, item, item)
+    if size - 1 > limit then
+      redis.call('ZREMRANGEBYRANK', key, 0, size - 1 - max)
+      redis.call('ZADD', key, '-' .. redis.call('ZRANGE', key, 0, 0)[1], '~')
     end
     n = n + 1
   end
@@ -102,11 +119,11 @@ end
 return n
 """
 
-# KEYS: one timeline; ARGV: max_len, then the items.
+# KEYS: one timeline; ARGV: max_len, trim_slack, then the items. Trims as _PUSH does.
 _EXTEND = """
 if not redis.call('ZSCORE', KEYS[1], '~') then return 0 end
 local max = tonumber(ARGV[1])
-for i = 2, #ARGV, 500 do
+for i = 3, #ARGV, 500 do
   local args = {}
   for j = i, math.min(i + 499, #ARGV) do
     args[#args + 1] = ARGV[j]
@@ -114,10 +131,10 @@ for i = 2, #ARGV, 500 do
   end
   redis.call('ZADD', KEYS[1], unpack(args))
 end
-local extra = redis.call('ZCARD', KEYS[1]) - 1 - max
-if extra > 0 then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 1, extra)
-  redis.call('ZADD', KEYS[1], -1, '~')
+local size = redis.call('ZCARD', KEYS[1])
+if size - 1 > max + tonumber(ARGV[2]) then
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, size - 1 - max)
+  redis.call('ZADD', KEYS[1], '-' .. redis.call('ZRANGE', KEYS[1], 0, 0)[1], '~')
 end
 return 1
 """
@@ -135,10 +152,13 @@ end
 if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
 """
-CLUSTER_CALLS_AT_ONCE = 16  # slot groups pushed side by side
+# Calls in flight at once: on a cluster, slot groups pushed side by side; on one Redis, the next call
+# is on its way while Redis runs the one before.
+CALLS_AT_ONCE = 16
 
 # KEYS: timelines; ARGV: the top score ("(id" or "+inf"), count, ttl ms (0: none). Per timeline, {}
-# when it does not exist, else its marker's score then up to `count` ids below the top, newest first.
+# when it does not exist, else its marker's score then up to `count` ids below the top and not below
+# its floor, newest first.
 # One call, where a pipeline would be three commands a timeline to send and parse (a feed read's
 # largest cost in redis-py).
 _WINDOWS = """
@@ -148,7 +168,9 @@ local ttl = tonumber(ARGV[3])
 for i, key in ipairs(KEYS) do
   local marker = redis.call('ZSCORE', key, '~')
   if marker then
-    local found = redis.call('ZREVRANGEBYSCORE', key, ARGV[1], 1, 'LIMIT', 0, count)
+    local floor = 1
+    if marker ~= '0' then floor = string.sub(marker, 2) end
+    local found = redis.call('ZREVRANGEBYSCORE', key, ARGV[1], floor, 'LIMIT', 0, count)
     table.insert(found, 1, marker)
     if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
     out[i] = found
@@ -169,9 +191,11 @@ class RedisTimelines:
         prefix: str,
         *,
         max_len: int = 800,
+        trim_slack: int | None = None,
         slot_groups: int = 16,
     ) -> None:
         self._client, self._prefix, self.max_len = client, prefix, max_len
+        self.trim_slack = default_trim_slack(max_len) if trim_slack is None else trim_slack
         self._groups = slot_groups if isinstance(client, RedisCluster) else 1
         if self._groups > 1 and "{" in prefix:
             raise ValueError("a Redis Cluster prefix must not hold '{': it would be the hash tag")
@@ -205,25 +229,25 @@ class RedisTimelines:
         ]
 
     async def push(self, keys: Sequence[str], item: int) -> int:
-        calls = self._calls(keys)
+        args = [item, self.max_len, self.trim_slack]
+        room = asyncio.Semaphore(CALLS_AT_ONCE)
+
+        async def call(names: list[str]) -> int:
+            async with room:
+                return int(await self._push(keys=names, args=args))
+
         with outage_as_unavailable("redis timelines"):
-            if self._groups == 1:
-                return sum(
-                    [int(await self._push(keys=c, args=[item, self.max_len])) for c in calls]
-                )
-            room = asyncio.Semaphore(CLUSTER_CALLS_AT_ONCE)
-
-            async def call(names: list[str]) -> int:
-                async with room:
-                    return int(await self._push(keys=names, args=[item, self.max_len]))
-
-            return sum(await asyncio.gather(*(call(c) for c in calls)))
+            return sum(await asyncio.gather(*(call(c) for c in self._calls(keys))))
 
     async def extend(self, key: str, items: Sequence[int]) -> bool:
         if not items:
             return await self.window(key, None, 0) is not None
         with outage_as_unavailable("redis timelines"):
-            return bool(await self._extend(keys=[self._key(key)], args=[self.max_len, *items]))
+            return bool(
+                await self._extend(
+                    keys=[self._key(key)], args=[self.max_len, self.trim_slack, *items]
+                )
+            )
 
     async def remove(self, keys: Sequence[str], items: Sequence[int]) -> None:
         if not keys or not items:
@@ -239,11 +263,11 @@ class RedisTimelines:
     ) -> None:
         newest = sorted(set(items), reverse=True)
         complete = complete and len(newest) <= self.max_len
-        pairs = [str(i) for i in newest[: self.max_len] for _ in (0, 1)]  # score, member
+        kept = newest[: self.max_len]
+        pairs = [str(i) for i in kept for _ in (0, 1)]  # score, member
+        marker = 0 if complete else -(kept[-1] if kept else 1)
         with outage_as_unavailable("redis timelines"):
-            await self._build(
-                keys=[self._key(key)], args=[0 if complete else -1, _ttl_ms(ttl_s), *pairs]
-            )
+            await self._build(keys=[self._key(key)], args=[marker, _ttl_ms(ttl_s), *pairs])
 
     async def window(
         self, key: str, before: int | None, count: int, *, ttl_s: float | None = None
@@ -294,14 +318,18 @@ def _ttl_ms(ttl_s: float | None) -> int:
 class _Timeline:
     ids: list[int] = field(default_factory=list)  # ascending, for bisect
     complete: bool = True
+    floor: int = 0  # incomplete: ids below it are not read
     expires_at: float | None = None
 
 
 class MemoryTimelines:
     """The same semantics in a dict, for the embedded default (and lost with the process, like a cache)."""
 
-    def __init__(self, *, max_len: int = 800, clock: Clock | None = None) -> None:
+    def __init__(
+        self, *, max_len: int = 800, trim_slack: int | None = None, clock: Clock | None = None
+    ) -> None:
         self.max_len = max_len
+        self.trim_slack = default_trim_slack(max_len) if trim_slack is None else trim_slack
         self._clock = clock or SystemClock()
         self._data: dict[str, _Timeline] = {}
 
@@ -313,21 +341,21 @@ class MemoryTimelines:
             return None
         return timeline
 
-    def _add(self, timeline: _Timeline, item: int) -> None:
-        at = bisect.bisect_left(timeline.ids, item)
-        if at < len(timeline.ids) and timeline.ids[at] == item:
-            return
-        timeline.ids.insert(at, item)
-        if len(timeline.ids) > self.max_len:
+    def _add(self, timeline: _Timeline, items: Sequence[int]) -> None:
+        for item in items:
+            at = bisect.bisect_left(timeline.ids, item)
+            if at == len(timeline.ids) or timeline.ids[at] != item:
+                timeline.ids.insert(at, item)
+        if len(timeline.ids) > self.max_len + self.trim_slack:
             del timeline.ids[: len(timeline.ids) - self.max_len]
-            timeline.complete = False
+            timeline.complete, timeline.floor = False, timeline.ids[0]
 
     async def push(self, keys: Sequence[str], item: int) -> int:
         added = 0
         for key in keys:
             timeline = self._get(key)
             if timeline is not None:
-                self._add(timeline, item)
+                self._add(timeline, [item])
                 added += 1
         return added
 
@@ -335,8 +363,7 @@ class MemoryTimelines:
         timeline = self._get(key)
         if timeline is None:
             return False
-        for item in items:
-            self._add(timeline, item)
+        self._add(timeline, items)
         return True
 
     async def remove(self, keys: Sequence[str], items: Sequence[int]) -> None:
@@ -350,11 +377,10 @@ class MemoryTimelines:
         self, key: str, items: Sequence[int], *, complete: bool, ttl_s: float | None
     ) -> None:
         ids = sorted(set(items))
-        self._data[key] = _Timeline(
-            ids[-self.max_len :] if self.max_len else [],
-            complete and len(ids) <= self.max_len,
-            self._expiry(ttl_s),
-        )
+        kept = ids[-self.max_len :] if self.max_len else []
+        complete = complete and len(ids) <= self.max_len
+        floor = 0 if complete or not kept else kept[0]
+        self._data[key] = _Timeline(kept, complete, floor, self._expiry(ttl_s))
 
     async def window(
         self, key: str, before: int | None, count: int, *, ttl_s: float | None = None
@@ -364,8 +390,10 @@ class MemoryTimelines:
             return None
         if ttl_s is not None:
             timeline.expires_at = self._expiry(ttl_s)
-        end = len(timeline.ids) if before is None else bisect.bisect_left(timeline.ids, before)
-        return Window(timeline.ids[max(0, end - count) : end][::-1], timeline.complete)
+        ids = timeline.ids
+        end = len(ids) if before is None else bisect.bisect_left(ids, before)
+        start = max(bisect.bisect_left(ids, timeline.floor), end - count, 0)
+        return Window(ids[start:end][::-1], timeline.complete)
 
     async def windows(
         self, keys: Sequence[str], before: int | None, count: int, *, ttl_s: float | None = None
