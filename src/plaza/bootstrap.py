@@ -86,7 +86,11 @@ async def open_platform(
     settings: Settings, *, clock: Clock | None = None, metrics: Metrics | None = None
 ) -> Platform:
     clock = clock or SystemClock()
-    db = Database.from_url(settings.database_url, pool_size=settings.database_pool_size)
+    db = Database.from_url(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        pool_timeout_s=settings.database_pool_timeout_s,
+    )
     if settings.redis_url:
         client = redis_client(settings.redis_url)
         prefix = settings.redis_prefix

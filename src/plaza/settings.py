@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./plaza.db"
     # Connections per process to PostgreSQL; mind max_connections across `--workers` and machines.
     database_pool_size: int = Field(default=20, ge=1)
+    # A request waits this long for a free connection (both databases), then gets 503 `overloaded`.
+    database_pool_timeout_s: float = Field(default=5.0, gt=0)
     redis_url: str | None = None
     # Every Redis key and channel starts with this, so several deployments (or test runs) share one server.
     redis_prefix: str = "plaza:"
