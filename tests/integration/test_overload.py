@@ -21,6 +21,7 @@ from tests.integration.test_chat_messaging import conversation, history
 from tests.wsclient import connect, online, send_message, token_of
 
 POOL_TIMEOUT_S = 0.2
+NEW_LINK = {"long_url": "https://example.com/created-while-busy"}
 
 
 @contextlib.contextmanager
@@ -61,6 +62,7 @@ def test_a_busy_pool_answers_overloaded_then_recovers(
         "short_code"
     ]
     assert client.get(f"/{code}", follow_redirects=False).status_code == 302  # now cached
+    keyed = {**alice, "Idempotency-Key": "create-1"}
     caplog.set_level(logging.WARNING)
     with online(client, token_of(alice)) as socket:
         with every_connection_held(client):
@@ -69,6 +71,10 @@ def test_a_busy_pool_answers_overloaded_then_recovers(
             assert listed.headers["Retry-After"] == "1"
             error = listed.json()["error"]
             assert error["code"] == "overloaded" and error["message"]
+
+            create = client.post("/api/v1/shorten", json=NEW_LINK, headers=keyed)
+            assert create.status_code == 503
+            assert create.json()["error"]["code"] == "overloaded"
 
             uncached = client.get(
                 "/Unknown1", follow_redirects=False, headers={"Accept": "application/json"}
@@ -98,7 +104,7 @@ def test_a_busy_pool_answers_overloaded_then_recovers(
 
         # One warning per refused request or frame, and no stack trace: overload is not a bug.
         warnings = overload_warnings(caplog)
-        assert len(warnings) == 4
+        assert len(warnings) == 5
         assert all(r.levelno == logging.WARNING and r.exc_info is None for r in warnings)
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -107,4 +113,10 @@ def test_a_busy_pool_answers_overloaded_then_recovers(
         assert send_message(socket, cid, "hello while busy", "m-1")["seq"] == 1
     assert [(m["seq"], m["client_msg_id"]) for m in history(client, alice, cid)] == [(1, "m-1")]
     assert client.get("/api/v1/conversations", headers=alice).status_code == 200
+    created = client.post("/api/v1/shorten", json=NEW_LINK, headers=keyed)
+    assert created.status_code == 201  # the key was never claimed: the retry runs
+    again = client.post("/api/v1/shorten", json=NEW_LINK, headers=keyed)
+    assert again.json() == created.json()
+    mine = client.get("/api/v1/urls", params={"owner": "me"}, headers=alice).json()["items"]
+    assert [link["long_url"] for link in mine] == [NEW_LINK["long_url"]]
     assert client.get("/Unknown1", follow_redirects=False).status_code == 404
