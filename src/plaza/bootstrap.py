@@ -287,8 +287,10 @@ def _build_chat(
         send_rate=settings.chat_send_bucket(),
         offline_push=OfflinePush(streams=platform.streams, presence=realtime),
         retention_days=settings.chat_retention_days,
+        device_ttl_days=settings.chat_device_ttl_days,
         metrics=platform.metrics,
     )
     chat_frames.register(realtime, chat)
     realtime.set_audience(chat.contacts)
+    realtime.on_devices_seen(chat.devices.seen)
     return realtime, chat

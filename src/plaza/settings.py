@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     # Chat messages older than this are purged by the periodic job (every expiry_sweep_interval_s);
     # 0 keeps them forever.
     chat_retention_days: int = Field(default=30, ge=0)
+    # A device not seen (connected, or confirming a delivery) for this long loses its delivered cursors
+    # (same job); if it comes back it syncs as a new device. 0 keeps them forever.
+    chat_device_ttl_days: int = Field(default=90, ge=0)
 
     # Offline push: a notification per message for each recipient with no connection. Unset URL: each
     # is a log line; set: POSTed there as JSON, retried (retryable failures) with backoff from
