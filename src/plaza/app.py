@@ -130,6 +130,7 @@ async def sweep_once(platform: Platform, services: Services) -> dict[str, int]:
         "idempotency_keys": lambda: purge_expired(platform.db),
         "click_batches": lambda: purge_processed_batches(platform.db),
         "chat_messages": services.chat.retention.purge_due,
+        "chat_devices": services.chat.devices.forget_due,
     }
     done: dict[str, int] = {}
     for name, job in jobs.items():

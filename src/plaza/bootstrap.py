@@ -86,7 +86,11 @@ async def open_platform(
     settings: Settings, *, clock: Clock | None = None, metrics: Metrics | None = None
 ) -> Platform:
     clock = clock or SystemClock()
-    db = Database.from_url(settings.database_url, pool_size=settings.database_pool_size)
+    db = Database.from_url(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        pool_timeout_s=settings.database_pool_timeout_s,
+    )
     if settings.redis_url:
         client = redis_client(settings.redis_url)
         prefix = settings.redis_prefix
@@ -283,8 +287,10 @@ def _build_chat(
         send_rate=settings.chat_send_bucket(),
         offline_push=OfflinePush(streams=platform.streams, presence=realtime),
         retention_days=settings.chat_retention_days,
+        device_ttl_days=settings.chat_device_ttl_days,
         metrics=platform.metrics,
     )
     chat_frames.register(realtime, chat)
     realtime.set_audience(chat.contacts)
+    realtime.on_devices_seen(chat.devices.seen)
     return realtime, chat

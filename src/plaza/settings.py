@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./plaza.db"
     # Connections per process to PostgreSQL; mind max_connections across `--workers` and machines.
     database_pool_size: int = Field(default=20, ge=1)
+    # A request waits this long for a free connection (both databases), then gets 503 `overloaded`.
+    database_pool_timeout_s: float = Field(default=5.0, gt=0)
     redis_url: str | None = None
     # Every Redis key and channel starts with this, so several deployments (or test runs) share one server.
     redis_prefix: str = "plaza:"
@@ -108,6 +110,9 @@ class Settings(BaseSettings):
     # Chat messages older than this are purged by the periodic job (every expiry_sweep_interval_s);
     # 0 keeps them forever.
     chat_retention_days: int = Field(default=30, ge=0)
+    # A device not seen (connected, or confirming a delivery) for this long loses its delivered cursors
+    # (same job); if it comes back it syncs as a new device. 0 keeps them forever.
+    chat_device_ttl_days: int = Field(default=90, ge=0)
 
     # Offline push: a notification per message for each recipient with no connection. Unset URL: each
     # is a log line; set: POSTed there as JSON, retried (retryable failures) with backoff from

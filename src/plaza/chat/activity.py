@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from plaza.accounts.service import User
-from plaza.chat import store
+from plaza.chat import device_store, store
 from plaza.chat.views import (
     StoredMessage,
     conversation_not_found,
@@ -146,7 +146,7 @@ class ActivityService:
                     devices[at] = max(devices.get(at, 0), seq)
             read = {k[:2]: seq for k, (seq, _) in newest.items() if k[2] == "read"}
             delivered = {k[:2]: seq for k, (seq, _) in newest.items() if k[2] == "delivered"}
-            await store.advance_devices(
+            await device_store.advance_devices(
                 conn, [(u, d, c, seq) for (u, d, c), seq in devices.items()], self.now()
             )
             await store.advance_members(
@@ -277,7 +277,7 @@ class ActivityService:
                 plan.unknown.append(raw)
         async with self.db.read() as conn:
             positions = await store.positions_of(conn, user.id)
-            confirmed = await store.device_positions(conn, user.id, device_id)
+            confirmed = await device_store.device_positions(conn, user.id, device_id)
         plan.unknown += [str(cid) for cid in requested if cid not in positions]
         for cid, last in sorted(positions.items()):
             after = min(requested.get(cid, confirmed.get(cid, 0)), last)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from plaza.accounts.service import AccountsService, User
 from plaza.chat import store
 from plaza.chat.activity import ActivityService, Pusher
+from plaza.chat.devices import Devices
 from plaza.chat.push import OfflinePush
 from plaza.chat.retention import Retention
 from plaza.chat.rules import check_group_size, check_message, clean_name, new_conversation
@@ -90,6 +91,7 @@ class ChatService:
         send_rate: Rate,
         offline_push: OfflinePush | None = None,
         retention_days: int = 0,
+        device_ttl_days: int = 0,
         metrics: Metrics | None = None,
     ) -> None:
         self.db, self.accounts, self.pusher = db, accounts, pusher
@@ -102,6 +104,7 @@ class ChatService:
         self.activity = ActivityService(db=db, pusher=pusher, views=self.views_of, clock=clock)
         self.search = SearchService(db=db, views=self.views_of)
         self.retention = Retention(db=db, clock=clock, days=retention_days)
+        self.devices = Devices(db=db, clock=clock, ttl_days=device_ttl_days)
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)

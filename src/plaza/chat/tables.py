@@ -101,7 +101,8 @@ device_cursors = Table(
         nullable=False,
     ),
     Column("delivered_seq", BigInteger, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),  # lets a later job forget dead devices
+    # When the device was last seen: those unseen for PLAZA_CHAT_DEVICE_TTL_DAYS are forgotten.
+    Column("updated_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("user_id", "device_id", "conversation_id"),
 )
 

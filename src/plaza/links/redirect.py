@@ -18,7 +18,7 @@ from plaza.links.clicks import ClickBuffer
 from plaza.links.codes import RESERVED_ALIASES
 from plaza.links.useragents import is_bot
 from plaza.platform.db import Database
-from plaza.platform.errors import DB_RETRY_AFTER_S, error_body, is_database_outage
+from plaza.platform.errors import error_body, unavailable
 from plaza.platform.http import header
 from plaza.platform.metrics import Metrics
 
@@ -32,7 +32,6 @@ _NOT_FOUND_HTML: Final = (
     b'<p><a href="/">Shorten a link</a></p></body></html>'
 )
 _NOT_FOUND_JSON: Final = error_body("link_not_found", "No such short link, or it has expired.")
-_UNAVAILABLE_JSON: Final = error_body("database_unavailable", "The database is unavailable.")
 
 
 class Redirector:
@@ -65,16 +64,17 @@ class Redirector:
             if isinstance(target, Target) and not await self._still_serves(target, scope):
                 target = MISSING
         except Exception as exc:
-            if not is_database_outage(exc):
+            failure = unavailable(exc, where="/{code}")
+            if failure is None:
                 raise
             await _send(
                 send,
                 503,
                 [
                     (b"content-type", b"application/json"),
-                    (b"retry-after", str(DB_RETRY_AFTER_S).encode()),
+                    (b"retry-after", str(failure.retry_after_s).encode()),
                 ],
-                _UNAVAILABLE_JSON,
+                error_body(failure.code, failure.message),
             )
             return
         if target is MISSING or not isinstance(target, Target):

@@ -38,6 +38,9 @@ AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # a writer waits this long for another process's write to finish
+# A request that waited this long for a free connection is answered 503 `overloaded` rather than
+# kept waiting: its client may retry, or go elsewhere.
+POOL_TIMEOUT_S = 5.0
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -85,8 +88,13 @@ class Database:
         )
 
     @classmethod
-    def from_url(cls, url: str, *, pool_size: int = 20) -> Database:
-        kwargs: dict[str, Any] = {}
+    def from_url(
+        cls, url: str, *, pool_size: int = 20, pool_timeout_s: float = POOL_TIMEOUT_S
+    ) -> Database:
+        """`pool_size` applies to PostgreSQL; SQLite keeps SQLAlchemy's pool (5, and 10 overflow:
+        opening a file is cheap). On both, a wait for a connection longer than `pool_timeout_s`
+        fails with sqlalchemy.exc.TimeoutError, answered as overload (platform/errors.py)."""
+        kwargs: dict[str, Any] = {"pool_timeout": pool_timeout_s}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
@@ -95,7 +103,6 @@ class Database:
             kwargs |= {
                 "pool_size": pool_size,
                 "max_overflow": 0,
-                "pool_timeout": 5,
                 "pool_recycle": 1800,
                 "connect_args": {"timeout": 3, "command_timeout": 15},
             }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,6 +25,8 @@ log = logging.getLogger("plaza.errors")
 DB_RETRY_AFTER_S = (
     5  # long enough for a database failover or restart, short enough for a human retry
 )
+# A busy pool hands out a connection as soon as any request in flight returns one: retry soon.
+OVERLOAD_RETRY_AFTER_S = 1
 
 
 class PlazaError(Exception):
@@ -105,13 +108,67 @@ def error_response(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-def is_database_outage(exc: BaseException) -> bool:
+@dataclass(frozen=True)
+class Unavailable:
+    """A request that cannot be served just now, and how the contract says so (503, error frame)."""
+
+    code: str
+    message: str
+    retry_after_s: int
+    cause: str  # for the log line
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+OVERLOADED = Unavailable(
+    "overloaded",
+    "The server is busy; retry shortly.",
+    OVERLOAD_RETRY_AFTER_S,
+    "overloaded: no free database connection",
+)
+DATABASE_DOWN = Unavailable(
+    "database_unavailable",
+    "The database is unavailable.",
+    DB_RETRY_AFTER_S,
+    "database unavailable",
+)
+SERVICE_DOWN = Unavailable(
+    "service_unavailable",
+    "A backing service is unavailable.",
+    DB_RETRY_AFTER_S,
+    "backing service unavailable",
+)
+
+
+def unavailable(exc: BaseException, *, where: str) -> Unavailable | None:
+    """The one place that tells overload from outage from bug: for HTTP, frames and redirects.
+
+    A wait for a pooled database connection that timed out means every connection is busy serving
+    other requests: the server is overloaded, the database is up. A database or another backing
+    service that does not answer is an outage. Either is logged here, once, as a warning without a
+    stack trace (neither is a bug). None: anything else, a bug for the caller to answer and log.
+    """
+    if isinstance(exc, sa_exc.TimeoutError):  # only the pool raises it
+        failure = OVERLOADED
+    elif isinstance(exc, PortUnavailable):
+        failure = SERVICE_DOWN
+    elif _database_down(exc):
+        failure = DATABASE_DOWN
+    else:
+        return None
+    log.warning("%s on %s: %s", failure.cause, where, exc)
+    return failure
+
+
+def _database_down(exc: BaseException) -> bool:
     """True for errors that mean the database did not answer (as opposed to a bug in a query)."""
     if isinstance(exc, sa_exc.DBAPIError):
         return exc.connection_invalidated or isinstance(
             exc, sa_exc.OperationalError | sa_exc.InterfaceError
         )
-    return isinstance(exc, sa_exc.TimeoutError | ConnectionError | OSError | TimeoutError)
+    return isinstance(exc, ConnectionError | OSError | TimeoutError)
 
 
 def _validation_field(loc: tuple[Any, ...]) -> str | None:
@@ -162,29 +219,17 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PlazaError, on_plaza_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    # Outages are answered here (503) without the re-raise that Starlette gives handlers of Exception.
+    # Outages and overload are answered here (503) without the re-raise that Starlette gives
+    # handlers of Exception.
     for outage in (sa_exc.SQLAlchemyError, PortUnavailable, OSError, TimeoutError):
         app.add_exception_handler(outage, on_unexpected)
     app.add_exception_handler(Exception, on_unexpected)
 
 
 def unexpected_error_response(exc: BaseException, path: str) -> Response:
-    """503 for an outage of a backing service, else a 500 whose details stay in the log."""
-    if isinstance(exc, PortUnavailable):
-        log.warning("backing service unavailable on %s: %s", path, exc)
-        return error_response(
-            503,
-            "service_unavailable",
-            "A backing service is unavailable.",
-            headers={"Retry-After": str(DB_RETRY_AFTER_S)},
-        )
-    if is_database_outage(exc):
-        log.warning("database unavailable on %s: %s", path, exc)
-        return error_response(
-            503,
-            "database_unavailable",
-            "The database is unavailable.",
-            headers={"Retry-After": str(DB_RETRY_AFTER_S)},
-        )
+    """503 for overload or a backing service's outage, else a 500 whose details stay in the log."""
+    failure = unavailable(exc, where=path)
+    if failure is not None:
+        return error_response(503, failure.code, failure.message, headers=failure.headers)
     log.exception("unhandled error on %s", path, exc_info=exc)
     return error_response(500, "internal_error", "Something went wrong on our side.")

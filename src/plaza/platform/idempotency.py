@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plaza.platform.db import Database, utcnow
-from plaza.platform.errors import error_response
+from plaza.platform.errors import error_response, response_for, unavailable
 from plaza.platform.http import SESSION_COOKIE, header, read_body, replay
 from plaza.platform.tables import idempotency_keys as keys
 
@@ -64,7 +64,10 @@ class IdempotencyMiddleware:
         digest = hashlib.sha256(
             b"\0".join([scope["path"].encode(), scope.get("query_string", b""), body])
         ).hexdigest()
-        stored = await _claim(db, caller, key, digest)
+        try:
+            stored = await _claim(db, caller, key, digest)
+        except Exception as exc:  # outside the app's error handlers: answered as they would
+            stored = response_for(exc, scope["path"])
         if stored is not None:
             await stored(scope, receive, send)
             return
@@ -72,7 +75,7 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay(body, receive), captured.send)
         finally:
-            await _settle(db, caller, key, captured)
+            await _settle_answered(db, caller, key, captured, scope["path"])
 
 
 class _Capture:
@@ -127,6 +130,19 @@ async def _claim(db: Database, caller: str, key: str, digest: str) -> ASGIApp | 
         media_type=row.content_type,
         headers={"Idempotent-Replayed": "true"},
     )
+
+
+async def _settle_answered(
+    db: Database, caller: str, key: str, captured: _Capture, path: str
+) -> None:
+    """Settle the key after the response went out. With the database down or every connection busy
+    the key stays claimed until it expires (24 h): repeats get 409 `idempotency_in_progress`, never a
+    second run. That is logged; raising would only add a stack trace to a response already sent."""
+    try:
+        await _settle(db, caller, key, captured)
+    except Exception as exc:
+        if captured.status is None or unavailable(exc, where=f"{path} (idempotency key)") is None:
+            raise
 
 
 async def _settle(db: Database, caller: str, key: str, captured: _Capture) -> None:

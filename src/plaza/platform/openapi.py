@@ -8,6 +8,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from plaza.platform.errors import DATABASE_DOWN, OVERLOADED, SERVICE_DOWN
+
 _DESCRIPTIONS = {
     400: "Malformed or invalid input",
     401: "No or bad credentials",
@@ -16,7 +18,12 @@ _DESCRIPTIONS = {
     409: "Conflict",
     413: "Body too large",
     429: "Rate limited (see Retry-After)",
-    503: "A backing service is down (see Retry-After)",
+    503: (
+        f"A backing service is down (`{DATABASE_DOWN.code}`, `{SERVICE_DOWN.code}`;"
+        f" Retry-After: {DATABASE_DOWN.retry_after_s}), or the server is overloaded: every"
+        f" database connection is busy, the database is up (`{OVERLOADED.code}`;"
+        f" Retry-After: {OVERLOADED.retry_after_s})"
+    ),
 }
 
 

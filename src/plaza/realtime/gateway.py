@@ -17,8 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
 from plaza.accounts.service import User
-from plaza.platform.errors import PlazaError, Unauthorized, is_database_outage
-from plaza.platform.kv import PortUnavailable
+from plaza.platform.errors import OVERLOADED, SERVICE_DOWN, PlazaError, Unauthorized, unavailable
 from plaza.realtime.hub import RealtimeHub
 from plaza.realtime.protocol import (
     CLOSE_AUTH_FAILED,
@@ -113,11 +112,11 @@ async def _authenticate(hub: RealtimeHub, websocket: WebSocket) -> tuple[User, s
         await websocket.close(CLOSE_AUTH_FAILED, "unauthorized")
         return None
     except Exception as exc:
-        if not (isinstance(exc, PortUnavailable) or is_database_outage(exc)):
+        failure = unavailable(exc, where="websocket auth")
+        if failure is None:
             raise
-        log.warning("websocket auth failed: backing service down", error=str(exc))
         await websocket.send_text(encode(reconnect_frame()))
-        await websocket.close(CLOSE_TRY_AGAIN, "service unavailable")
+        await websocket.close(CLOSE_TRY_AGAIN, failure.code)
         return None
     if not (isinstance(device_id, str) and DEVICE_ID_RE.match(device_id)):
         device_id = uuid.uuid4().hex  # none given, or unusable: `ready` tells the client its id
@@ -236,10 +235,10 @@ def _ref(frame: dict[str, Any]) -> str | None:
 
 
 def _unexpected(exc: Exception, kind: str, ref: str | None) -> dict[str, Any]:
-    if isinstance(exc, PortUnavailable) or is_database_outage(exc):
-        log.warning("frame failed: backing service down", type=kind, error=str(exc))
-        return error_frame(
-            "service_unavailable", "A backing service is unavailable; retry.", ref=ref
-        )
+    failure = unavailable(exc, where=f"websocket {kind} frame")
+    if failure is not None:
+        # Frames name any outage service_unavailable; overload is told apart, as over HTTP.
+        answer = OVERLOADED if failure is OVERLOADED else SERVICE_DOWN
+        return error_frame(answer.code, answer.message, ref=ref)
     log.exception("frame handler failed", type=kind, exc_info=exc)
     return error_frame("internal_error", "Something went wrong on our side.", ref=ref)

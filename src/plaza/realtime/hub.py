@@ -1,7 +1,8 @@
 """The realtime hub: what contexts see of the WebSocket layer.
 
 Contexts register a handler per frame type they answer, and push frames to users with `deliver`. The hub
-knows nothing of what the frames mean.
+knows nothing of what the frames mean. A context that keeps state per device hears which devices are
+connected (`on_devices_seen`), so it can tell devices in use from devices that never came back.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from typing import Any
 
+import structlog
+
 from plaza.accounts.service import User
+from plaza.platform.errors import unavailable
 from plaza.platform.metrics import Metrics
 from plaza.realtime.presence import Audience, Presence
 from plaza.realtime.protocol import CLOSE_RESTART, reconnect_frame
@@ -18,14 +22,19 @@ from plaza.realtime.session import Session
 from plaza.realtime.sessions import Sessions
 from plaza.settings import Settings
 
-__all__ = ["Handler", "RealtimeHub"]
+__all__ = ["DevicesSeen", "Handler", "RealtimeHub"]
+
+log = structlog.get_logger("plaza.realtime")
 
 Handler = Callable[[Session, dict[str, Any]], Awaitable[None]]
 Authenticate = Callable[[str], Awaitable[User]]
+DevicesSeen = Callable[[Collection[tuple[int, str]]], Awaitable[None]]  # (user id, device id) each
 
 # Frame types the gateway answers itself.
 GATEWAY_TYPES = frozenset({"auth", "ping"})
 DRAIN_GRACE_S = 5.0  # on shutdown, connections get this long to receive their reconnect frame
+# Connected devices are reported again this often: a connection open for days is a device in use.
+DEVICES_SEEN_EVERY_S = 3600.0
 
 
 class RealtimeHub:
@@ -48,6 +57,8 @@ class RealtimeHub:
         self.max_connections_per_user = settings.ws_max_connections_per_user
         self.draining = False
         self._handlers: dict[str, Handler] = {}
+        self._devices_seen: DevicesSeen | None = None
+        self._reports: set[asyncio.Task[None]] = set()
 
     def register(self, frame_type: str, handler: Handler) -> None:
         """Answer client frames of this type with `handler(session, frame)`."""
@@ -59,10 +70,37 @@ class RealtimeHub:
         """Who hears of a user's presence: `audience(user_id)` names them (e.g. chat's contacts)."""
         self.presence.audience = audience
 
+    def on_devices_seen(self, seen: DevicesSeen) -> None:
+        """`seen(devices)` hears of each device as it connects, and of every device connected to this
+        process every DEVICES_SEEN_EVERY_S."""
+        self._devices_seen = seen
+
     async def join(self, session: Session) -> None:
         """A connection is authenticated: findable from any process, and its user online."""
         if await self.sessions.add(session, limit=self.max_connections_per_user):
             await self.presence.arrived(session.user)
+        if self._devices_seen is not None:  # in the background: `ready` does not wait for it
+            report = asyncio.create_task(self._report({(session.user.id, session.device_id)}))
+            self._reports.add(report)
+            report.add_done_callback(self._reports.discard)
+
+    async def report_devices(self) -> None:
+        """Tell `on_devices_seen` of every device connected to this process."""
+        await self._report({(s.user.id, s.device_id) for s in self.sessions.all()})
+
+    async def _report(self, devices: Collection[tuple[int, str]]) -> None:
+        if self._devices_seen is None or not devices:
+            return
+        try:
+            await self._devices_seen(devices)
+        except Exception as exc:  # a device still connected is told of again next time
+            if unavailable(exc, where="devices seen") is None:
+                log.exception("devices seen failed", devices=len(devices))
+
+    async def _report_devices_every(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.report_devices()
 
     async def leave(self, session: Session) -> None:
         if self.sessions.remove(session):
@@ -97,6 +135,7 @@ class RealtimeHub:
             "realtime-relay": self.sessions.listen(),
             "realtime-registry": self.sessions.refresh(self.heartbeat_s),
             "realtime-presence": self.presence.run(self.heartbeat_s),
+            "realtime-devices": self._report_devices_every(DEVICES_SEEN_EVERY_S),
         }
 
     async def drain(self) -> None:
@@ -110,4 +149,6 @@ class RealtimeHub:
             _, late = await asyncio.wait(waiters, timeout=DRAIN_GRACE_S)
             for waiter in late:
                 waiter.cancel()
+        if self._reports:
+            await asyncio.wait(set(self._reports), timeout=DRAIN_GRACE_S)
         await self.sessions.stop()

@@ -73,6 +73,7 @@ const MESSAGES = {
   rate_limited: "You are sending too fast. Wait a moment, then send again.",
   database_unavailable: "Plaza's database is briefly unavailable. Try again in a few seconds.",
   service_unavailable: "Plaza is briefly unavailable. Try again in a few seconds.",
+  overloaded: "Plaza is busy right now. Try again in a moment.",
   internal_error: "Something went wrong on our side. Try again.",
 };
 
