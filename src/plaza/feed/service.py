@@ -555,7 +555,13 @@ class FeedService:
             if len(window.ids) >= count or not window.complete:
                 bottom = window.ids[-1] if window.ids else before
                 floor = max(floor, bottom if bottom is not None else 2**63)
-        merged = sorted({i for w in windows for i in w.ids if i >= floor}, reverse=True)[:count]
+        kept = set[int]()
+        for window in windows:
+            for post_id in window.ids:  # newest first: only the top of each is above the floor
+                if post_id < floor:
+                    break
+                kept.add(post_id)
+        merged = sorted(kept, reverse=True)[:count]
         if len(merged) >= count:
             return merged, False
         if floor == 0:

@@ -35,7 +35,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -160,7 +160,8 @@ CALLS_AT_ONCE = 16
 # when it does not exist, else its marker's score then up to `count` ids below the top and not below
 # its floor, newest first.
 # One call, where a pipeline would be three commands a timeline to send and parse (a feed read's
-# largest cost in redis-py).
+# largest cost in redis-py). Ids go back as integers (exact: below 2**53), which hiredis turns into
+# Python ints itself; the marker's score stays a string.
 _WINDOWS = """
 local out = {}
 local count = tonumber(ARGV[2])
@@ -171,6 +172,7 @@ for i, key in ipairs(KEYS) do
     local floor = 1
     if marker ~= '0' then floor = string.sub(marker, 2) end
     local found = redis.call('ZREVRANGEBYSCORE', key, ARGV[1], floor, 'LIMIT', 0, count)
+    for j, id in ipairs(found) do found[j] = tonumber(id) end
     table.insert(found, 1, marker)
     if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
     out[i] = found
@@ -285,18 +287,17 @@ class RedisTimelines:
         by_tag: dict[int, list[int]] = {}  # the keys' positions, by hash tag
         for at, key in enumerate(keys):
             by_tag.setdefault(self._tag(key), []).append(at)
-        groups = list(
-            by_tag.values()
-        )  # one on a single Redis; a call per node's slot group on a cluster
+        # One group on a single Redis (awaited as it is: a task per read would cost more than the
+        # call's parsing), a call per node's slot group on a cluster.
+        groups = list(by_tag.values())
+        calls = [self._windows(keys=[self._key(keys[at]) for at in g], args=args) for g in groups]
         with outage_as_unavailable("redis timelines"):
-            replies = await asyncio.gather(
-                *(self._windows(keys=[self._key(keys[at]) for at in g], args=args) for g in groups)
-            )
+            replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         out: list[Window | None] = [None] * len(keys)
         for positions, found in zip(groups, replies, strict=True):
-            for at, reply in zip(positions, cast(list[list[bytes]], found), strict=True):
+            for at, reply in zip(positions, cast(list[list[Any]], found), strict=True):
                 if reply:
-                    out[at] = Window([int(i) for i in reply[1:]], float(reply[0]) == 0)
+                    out[at] = Window(reply[1:], float(reply[0]) == 0)
         return out
 
     async def drop(self, *keys: str) -> None:

@@ -50,10 +50,9 @@ class Redirector:
         # A permanent redirect may be kept by browsers a little while; a temporary one never is, so
         # each visit reaches us and counts.
         self._cache_control = b"private, max-age=90" if permanent else b"private, no-cache"
-        latency = metrics.request_latency
-        self._observe_found = latency.labels("GET", "/{code}", str(status)).observe
-        self._observe_head = latency.labels("HEAD", "/{code}", str(status)).observe
-        self._observe_missing = latency.labels("GET", "/{code}", "404").observe
+        self._observe_found = metrics.request_observer("GET", "/{code}", status)
+        self._observe_head = metrics.request_observer("HEAD", "/{code}", status)
+        self._observe_missing = metrics.request_observer("GET", "/{code}", 404)
 
     async def __call__(self, scope: Scope, send: Send, code: str) -> None:
         started = time.perf_counter()

@@ -6,9 +6,9 @@ idempotency layer, can see it whole; API bodies are small and the redirect fast 
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -77,7 +77,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         given = header(scope, b"x-request-id")
-        request_id = given if given and _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+        request_id = given if given and _REQUEST_ID_RE.match(given) else os.urandom(16).hex()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
@@ -110,7 +110,7 @@ class RequestContextMiddleware:
     def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
         route: Any = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
-        self.metrics.request_latency.labels(scope["method"], template, str(status)).observe(elapsed)
+        self.metrics.request_observer(scope["method"], template, status)(elapsed)
         log.info(
             "request",
             method=scope["method"],

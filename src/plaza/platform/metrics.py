@@ -33,8 +33,18 @@ class Metrics:
             child = self._frame_children[(direction, kind)] = self.ws_frames.labels(direction, kind)
         return child
 
+    def request_observer(self, method: str, route: str, status: int) -> Any:
+        """The latency histogram's `observe` for (method, route template, status), looked up once."""
+        key = (method, route, status)
+        observe = self._request_observers.get(key)
+        if observe is None:
+            child = self.request_latency.labels(method, route, str(status))
+            observe = self._request_observers[key] = child.observe
+        return observe
+
     def __init__(self) -> None:
         self._frame_children: dict[tuple[str, str], Any] = {}
+        self._request_observers: dict[tuple[str, str, int], Any] = {}
         self.registry = CollectorRegistry()
         self.request_latency = Histogram(
             "plaza_http_request_duration_seconds",
