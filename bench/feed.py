@@ -1,7 +1,7 @@
 """Plaza's feed benchmark: fan-out against stream-framework-plus, feed reads over HTTP, timeline memory.
 
     .venv/bin/python bench/feed.py [--fanout 10000:800,10000:50,100000:50] [--repeat 3]
-                                   [--readers 1000] [--duration 10] [--connections 8,64]
+                                   [--readers 1000] [--duration 10] [--connections 8,16,64]
                                    [--only fanout|reads|memory] [--no-peer] [--no-save] [--keep]
 
 Needs PostgreSQL and Redis as bench/run.py does, and wrk. Prints a Markdown report and appends it to
@@ -176,8 +176,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--connections",
         type=lambda s: [int(c) for c in s.split(",")],
-        default=[8, 64],
-        help="wrk connections; a comma list runs each (8: latency at light load; 64: saturated)",
+        default=[8, 16, 64],
+        help="wrk connections; a comma list runs each (8: light load; 16: near saturation, where "
+        "the read target is checked; 64: saturated, where latency is queueing)",
     )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--only", choices=["fanout", "reads", "memory"])

@@ -115,19 +115,34 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
 async def prebuild(
     platform: Platform, prefix: str, users: list[int], ids: list[int], ttl_s: float
 ) -> None:
-    """Make every user's home timeline exist, holding `ids`."""
+    """Make every user's home timeline exist, holding `ids`.
+
+    Full timelines (800 ids or more) are trimmed approximately: in steady state their sizes spread
+    evenly over 800-832, and a push trims the 1 in 33 that pass 832. So full ones hold 0-32 older ids
+    beyond `ids` too, user by user in turn, and each push here trims as many as it would in a
+    running system.
+    """
     client = platform.redis
     assert client is not None
-    template = "bench:template"
-    await platform.timelines.build(template, ids, complete=len(ids) < 800, ttl_s=None)
-    payload = await client.dump(_tl(prefix, template))
+    timelines = platform.timelines
+    full = len(ids) >= timelines.max_len
+    extras = range(timelines.trim_slack + 1) if full else range(1)
+    payloads = []
+    for extra in extras:
+        template = f"bench:template:{extra}"
+        await timelines.build(template, ids, complete=not full, ttl_s=None)
+        older = [min(ids) - 1 - k for k in range(extra)]
+        if older:
+            await client.zadd(_tl(prefix, template), {str(i): i for i in older})
+        payloads.append(await client.dump(_tl(prefix, template)))
+        await timelines.drop(template)
     keys = [_tl(prefix, home_key(u)) for u in users]
-    for chunk in _chunks(keys, RESTORE_BATCH):
+    for chunk_at in range(0, len(keys), RESTORE_BATCH):
         async with client.pipeline(transaction=False) as pipe:
-            for key in chunk:
-                pipe.restore(key, int(ttl_s * 1000), payload, replace=True)
+            for at in range(chunk_at, min(chunk_at + RESTORE_BATCH, len(keys))):
+                payload = payloads[at % len(payloads)]
+                pipe.restore(keys[at], int(ttl_s * 1000), payload, replace=True)
             await pipe.execute()
-    await platform.timelines.drop(template)
 
 
 async def drop_homes(platform: Platform, prefix: str, users: list[int]) -> None:

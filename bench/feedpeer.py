@@ -1,7 +1,7 @@
 """The peer: stream-framework-plus fanning one activity out to the same followers, on the same Redis.
 
 Installed into Plaza's venv for the benchmark only (see bench/README.md):
-    .venv/bin/pip install /tmp/sfp/stream_framework_plus-*.whl celery
+    .venv/bin/pip install stream-framework-plus celery
 
 Its Redis backend as documented: a `RedisFeed` per follower (a sorted set of activity ids, here with
 max_length 800 like Plaza's timelines), the activity itself in its sharded activity hash, and a
