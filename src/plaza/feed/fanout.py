@@ -122,6 +122,8 @@ class FanOut:
         celebrity = await self._celebrity(author)
         own = author_key(author) if celebrity else home_key(author)
         inserted = await timelines.push([own], post_id)
+        if celebrity:
+            await self.feed.celebrity_changed(author)
         frame = {"type": "feed", "post": view}
         async with self.db.read() as conn:
             hiders = await store.hiders(conn, author)
@@ -150,6 +152,7 @@ class FanOut:
     async def delete(self, author: int, post_ids: list[int]) -> None:
         timelines = self.feed.timelines
         await timelines.remove([home_key(author), author_key(author)], post_ids)
+        await self.feed.celebrity_changed(author)
         async for page in self._followers(author):
             await timelines.remove([home_key(f) for f in page], post_ids)
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import bisect
 import contextlib
 import datetime as dt
+import heapq
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +56,10 @@ REBUILD_RECHECK = 50  # newest posts read again after a rebuild, for fan-outs th
 # reach every process through pub/sub at once; the TTL bounds what an outage loses.
 AUDIENCE_TTL_S, AUDIENCE_CACHE_SIZE = 60.0, 10_000
 GATHER_ROUNDS = 5  # a page short of visible posts (all filtered) reads on this many times at most
+# Per process, each celebrity's newest ids: every follower's read merges them, so a read of 20
+# celebrities would otherwise fetch and parse 20 windows from Redis. A celebrity's post or delete
+# reaches every process through pub/sub once it is in their timeline; the TTL bounds an outage.
+RECENT_IDS, RECENT_TTL_S, RECENT_CACHE_SIZE = 200, 5.0, 10_000
 
 
 class Pusher(Protocol):
@@ -159,6 +166,14 @@ class FeedService:
             clock=clock,
             size=AUDIENCE_CACHE_SIZE,
             ttl_s=AUDIENCE_TTL_S,
+        )
+        self._recent = LocalCache[int, Window](
+            channel="feed:celebrity",
+            parse=int,
+            pubsub=pubsub,
+            clock=clock,
+            size=RECENT_CACHE_SIZE,
+            ttl_s=RECENT_TTL_S,
         )
 
     def now(self) -> dt.datetime:
@@ -480,7 +495,11 @@ class FeedService:
 
     async def listen(self) -> None:
         """Forget cached audiences and posts that other processes changed; runs until cancelled."""
-        await asyncio.gather(self._audiences.listen(), self.cache.listen())
+        await asyncio.gather(self._audiences.listen(), self.cache.listen(), self._recent.listen())
+
+    async def celebrity_changed(self, author: int) -> None:
+        """A celebrity's timeline took or lost posts: every process reads it afresh."""
+        await self._recent.invalidate([author])
 
     async def _ranked(
         self, reader: User, audience: _Audience, position: _Cursor, limit: int
@@ -555,13 +574,12 @@ class FeedService:
             if len(window.ids) >= count or not window.complete:
                 bottom = window.ids[-1] if window.ids else before
                 floor = max(floor, bottom if bottom is not None else 2**63)
-        kept = set[int]()
-        for window in windows:
-            for post_id in window.ids:  # newest first: only the top of each is above the floor
-                if post_id < floor:
-                    break
-                kept.add(post_id)
-        merged = sorted(kept, reverse=True)[:count]
+        merged: list[int] = []  # the newest `count` ids at or above the floor, each once
+        for post_id in heapq.merge(*(w.ids for w in windows), reverse=True):  # each newest first
+            if post_id < floor or len(merged) == count:
+                break
+            if not merged or merged[-1] != post_id:
+                merged.append(post_id)
         if len(merged) >= count:
             return merged, False
         if floor == 0:
@@ -574,10 +592,18 @@ class FeedService:
     async def _windows(self, audience: _Audience, before: int | None, count: int) -> list[Window]:
         """The reader's home timeline and each followed celebrity's, read in one round trip."""
         reader, celebrities = audience.reader, audience.celebrities
-        keys = [home_key(reader), *(author_key(c) for c in celebrities)]
-        sources = [audience.authors - celebrities, *({c} for c in celebrities)]
+        windows, remote = [], []
+        for celebrity in celebrities:
+            window = self._recent_window(celebrity, before, count)
+            if window is not None:
+                windows.append(window)
+            else:
+                remote.append(celebrity)
+        if remote:
+            await self._remember_recent(remote)
+        keys = [home_key(reader), *(author_key(c) for c in remote)]
+        sources = [audience.authors - celebrities, *({c} for c in remote)]
         found = await self.timelines.windows(keys, before, count, ttl_s=self.timeline_ttl_s)
-        windows = []
         for key, authors, window in zip(keys, sources, found, strict=True):
             if window is None:  # never built, expired while unread, or Redis lost it
                 await self._build(key, authors)
@@ -585,6 +611,27 @@ class FeedService:
             if window is not None:
                 windows.append(window)
         return windows
+
+    def _recent_window(self, author: int, before: int | None, count: int) -> Window | None:
+        """The window of a celebrity's timeline from this process's copy, when the copy can tell."""
+        recent = self._recent.get(author)
+        if recent is None:
+            return None
+        ids = recent.ids  # newest first
+        if before is not None:
+            ids = ids[bisect.bisect_right(ids, -before, key=operator.neg) :]
+        if len(ids) >= count or len(recent.ids) < RECENT_IDS:  # or the copy is the whole timeline
+            return Window(ids[:count], recent.complete)
+        return None
+
+    async def _remember_recent(self, celebrities: list[int]) -> None:
+        """Copy these celebrities' newest ids from their timelines (those that exist)."""
+        generation = self._recent.generation
+        keys = [author_key(c) for c in celebrities]
+        found = await self.timelines.windows(keys, None, RECENT_IDS, ttl_s=self.timeline_ttl_s)
+        for celebrity, window in zip(celebrities, found, strict=True):
+            if window is not None:
+                self._recent.put(celebrity, window, generation)
 
     async def _build(self, key: str, authors: set[int]) -> None:
         size = self.timelines.max_len
