@@ -127,7 +127,7 @@ async def sweep_once(platform: Platform, services: Services) -> dict[str, int]:
     """Every periodic clean-up, each on its own: one failing (an outage) does not stop the others."""
     jobs: dict[str, Callable[[], Awaitable[int]]] = {
         "expired_links": services.links.sweep_expired,
-        "idempotency_keys": lambda: purge_expired(platform.db),
+        "idempotency_keys": lambda: purge_expired(platform.db, platform.clock),
         "click_batches": lambda: purge_processed_batches(platform.db),
         "chat_messages": services.chat.retention.purge_due,
         "chat_devices": services.chat.devices.forget_due,

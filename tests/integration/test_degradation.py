@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import post_together
+from tests.integration.test_overload import every_connection_held
 from tests.tcp_proxy import TcpProxy
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -90,3 +91,24 @@ def test_database_down_cached_redirects_work_and_writes_get_503(
     assert uncached.status_code == 503
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
+
+
+def test_database_down_while_every_connection_is_busy_is_not_ready(
+    app_factory: Any, pg_proxy: tuple[TcpProxy, str]
+) -> None:
+    """An exhausted pool is not taken for a busy database: readiness asks on a connection of its own."""
+    proxy, database_url = pg_proxy
+    client = app_factory(
+        database_url=database_url,
+        database_pool_size=1,
+        database_pool_timeout_s=0.2,
+        run_workers=False,
+    )
+    with every_connection_held(client):
+        assert client.get("/readyz").json()["checks"]["database"] == "busy"
+        proxy.stop()
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["error"]["message"] == "Unavailable: database."
+        assert ready.json()["checks"]["database"].startswith("error")
+        proxy.start()

@@ -120,3 +120,25 @@ def test_a_busy_pool_answers_overloaded_then_recovers(
     mine = client.get("/api/v1/urls", params={"owner": "me"}, headers=alice).json()["items"]
     assert [link["long_url"] for link in mine] == [NEW_LINK["long_url"]]
     assert client.get("/Unknown1", follow_redirects=False).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "pool_timeout_s", [POOL_TIMEOUT_S, 3.0], ids=["pool-gives-up-first", "readiness-gives-up-first"]
+)
+def test_a_busy_pool_keeps_the_instance_ready(make_client: Any, pool_timeout_s: float) -> None:
+    """A load balancer that took busy instances out one after another would turn overload into an
+    outage: a database that answers while every connection is busy is `busy`, and ready. Whatever the
+    requests' pool timeout (here shorter, then longer than the readiness check's 2 s), the check
+    does not queue behind them."""
+    client = make_client(
+        database_pool_size=1, database_pool_timeout_s=pool_timeout_s, run_workers=False
+    )
+    assert client.get("/readyz").json()["checks"]["database"] == "ok"
+    with every_connection_held(client):
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        body = ready.json()
+        assert body["status"] == "ok"
+        assert body["checks"].pop("database") == "busy"
+        assert set(body["checks"].values()) <= {"ok"}  # Redis, when configured
+    assert client.get("/readyz").json()["checks"]["database"] == "ok"

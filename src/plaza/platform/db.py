@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Row, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData(
@@ -41,6 +44,10 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000  # a writer waits this long for another process'
 # A request that waited this long for a free connection is answered 503 `overloaded` rather than
 # kept waiting: its client may retry, or go elsewhere.
 POOL_TIMEOUT_S = 5.0
+# Readiness waits this long for a pooled connection, not the requests' POOL_TIMEOUT_S: a free one is
+# handed over at once, and one that does not come this soon means every connection is busy serving
+# requests (a connection frees as soon as any of them ends: well within this under ordinary load).
+READY_POOL_WAIT_S = 0.5
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -72,8 +79,9 @@ def utcnow() -> dt.datetime:
 class Database:
     """Owns the engine. `write()` for transactions that change data, `read()` for the rest."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, unpooled: AsyncEngine) -> None:
         self.engine = engine
+        self._unpooled = unpooled  # readiness's own way in while every pooled connection is busy
         self.dialect = engine.dialect.name
         # On SQLite a write transaction takes the write lock at BEGIN: a deferred one that reads
         # first could fail to upgrade (SQLITE_BUSY without waiting) when another writer got in between.
@@ -93,23 +101,21 @@ class Database:
     ) -> Database:
         """`pool_size` applies to PostgreSQL; SQLite keeps SQLAlchemy's pool (5, and 10 overflow:
         opening a file is cheap). On both, a wait for a connection longer than `pool_timeout_s`
-        fails with sqlalchemy.exc.TimeoutError, answered as overload (platform/errors.py)."""
-        kwargs: dict[str, Any] = {"pool_timeout": pool_timeout_s}
+        fails with sqlalchemy.exc.TimeoutError, answered as overload (platform/errors.py). A second,
+        unpooled engine lets readiness() reach the database while the pool is exhausted."""
+        pool: dict[str, Any] = {"pool_timeout": pool_timeout_s}
         if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            connect_args: dict[str, Any] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
+            connect_args = {"timeout": 3, "command_timeout": 15}
             # No overflow: a connection opened past the pool is closed on return, and opening one
             # (TCP, TLS negotiation, auth, type introspection) costs more than waiting for a free one.
-            kwargs |= {
-                "pool_size": pool_size,
-                "max_overflow": 0,
-                "pool_recycle": 1800,
-                "connect_args": {"timeout": 3, "command_timeout": 15},
-            }
-        engine = create_async_engine(url, **kwargs)
+            pool |= {"pool_size": pool_size, "max_overflow": 0, "pool_recycle": 1800}
+        engine = create_async_engine(url, connect_args=connect_args, **pool)
         if engine.dialect.name == "sqlite":
             _configure_sqlite(engine)
-        return cls(engine)
+        unpooled = create_async_engine(url, connect_args=connect_args, poolclass=NullPool)
+        return cls(engine, unpooled)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -121,12 +127,33 @@ class Database:
         async with self._reader.connect() as conn:
             yield conn
 
-    async def ping(self) -> None:
-        async with self.engine.connect() as conn:
+    async def readiness(self) -> Literal["ok", "busy"]:
+        """Whether the database answers: "ok" on a pooled connection, "busy" when every pooled
+        connection is in use and it answers on a connection of the probe's own; raises when it does
+        not answer.
+
+        A probe that queued behind the requests for a pooled connection would read overload as an
+        outage, and a load balancer would take busy instances out of rotation one after another; so
+        the pool is waited on for READY_POOL_WAIT_S only. With none free, "busy" is not assumed: a
+        database that went away while its connections were checked out keeps the pool exhausted (by
+        statements and connects waiting on their timeouts) as long as requests keep coming, so a
+        connection opened outside the pool, and closed after, tells a busy database from a dead one.
+        """
+        answer: Literal["ok", "busy"] = "ok"
+        try:
+            async with asyncio.timeout(READY_POOL_WAIT_S):
+                conn = await self.engine.connect()
+        except (TimeoutError, sa_exc.TimeoutError):  # ours, or the pool's when that is shorter
+            conn, answer = await self._unpooled.connect(), "busy"
+        try:
             await conn.execute(text("SELECT 1"))
+        finally:
+            await conn.close()
+        return answer
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        await self._unpooled.dispose()
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

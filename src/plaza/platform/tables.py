@@ -27,6 +27,7 @@ idempotency_keys = Table(
     Column("status_code", Integer, nullable=True),  # NULL while the first request is in flight
     Column("content_type", String(128), nullable=True),
     Column("body", LargeBinary, nullable=True),
+    # When the request holding the key claimed it: the start of its lease, and of the key's 24 h.
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_idempotency_keys_created_at", "created_at"),
 )
