@@ -108,25 +108,25 @@ class FanOut:
             await self.delete(author, post_ids)
         self.metrics.feed_fanout_seconds.labels(kind).observe(time.perf_counter() - started)
 
-    async def _celebrity(self, author: int) -> bool:
+    async def _author(self, author: int) -> tuple[bool, set[int]]:
+        """Whether the author is a celebrity, and who hides them (mutes or blocks, either way)."""
         async with self.db.read() as conn:
             followers, _ = await store.counts(conn, author)
-        return followers >= self.feed.celebrity_threshold
+            return followers >= self.feed.celebrity_threshold, await store.hiders(conn, author)
 
     async def post(self, author: int, post_id: int) -> None:
-        views = await self.feed.post_views([post_id])
+        views, (celebrity, hiders) = await asyncio.gather(
+            self.feed.post_views([post_id]), self._author(author)
+        )
         view = views.get(post_id)
         if view is None:
             return  # deleted before its fan-out ran
         timelines = self.feed.timelines
-        celebrity = await self._celebrity(author)
         own = author_key(author) if celebrity else home_key(author)
         inserted = await timelines.push([own], post_id)
         if celebrity:
             await self.feed.celebrity_changed(author)
         frame = {"type": "feed", "post": view}
-        async with self.db.read() as conn:
-            hiders = await store.hiders(conn, author)
         # A page's push runs in Redis while the next page is read, keyed and delivered here.
         pushing: asyncio.Future[int] | None = None
         try:
