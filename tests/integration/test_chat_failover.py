@@ -31,6 +31,7 @@ class Device:
         self.held: dict[int, dict[str, Any]] = {}  # seq -> message
         self.acked: dict[str, dict[str, Any]] = {}  # client_msg_id -> message
         self.unacked: dict[str, dict[str, Any]] = {}  # client_msg_id -> send frame
+        self.limited: set[str] = set()  # sends refused for the flood limit: sent again later
         self.sockets = contextlib.ExitStack()
         self.socket = self.open(base_url)
 
@@ -44,6 +45,12 @@ class Device:
         return socket
 
     def take(self, frame: dict[str, Any]) -> None:
+        if frame["type"] == "error":
+            # A reconnect resends a burst's worth at once: the flood limit may refuse some, which a
+            # client sends again after a pause. Any other error is a failure.
+            assert frame["code"] == "rate_limited", frame
+            self.limited.add(frame["ref"])
+            return
         if frame["type"] == "ack":
             self.acked[frame["client_msg_id"]] = frame["message"]
             self.unacked.pop(frame["client_msg_id"], None)
@@ -92,9 +99,16 @@ class Device:
         while cursor + 1 in self.held:
             cursor += 1
         self.socket.send(json.dumps({"type": "sync", "cursors": {conversation_id: cursor}}))
-        deadline, synced = time.monotonic() + 15, False
+        deadline, synced = time.monotonic() + 30, False
         while self.unacked or not synced:
-            frame = json.loads(self.socket.recv(timeout=max(0.1, deadline - time.monotonic())))
+            assert time.monotonic() < deadline, "sync or the resent sends did not finish"
+            try:
+                frame = json.loads(self.socket.recv(timeout=0.5))
+            except TimeoutError:  # quiet: the flood limit has refilled a little
+                for ref in self.limited & self.unacked.keys():
+                    self.socket.send(json.dumps(self.unacked[ref]))
+                self.limited.clear()
+                continue
             synced = synced or frame["type"] == "synced"
             self.take(frame)
 
