@@ -7,6 +7,7 @@ import contextlib
 import gc
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -159,7 +160,10 @@ async def _start_background(platform: Platform, services: Services) -> Backgroun
     return background
 
 
-def _settle_garbage_collector(young_threshold: int) -> None:
+NEVER = 2**31 - 1  # a collector threshold that is never reached
+
+
+def _settle_garbage_collector(young_threshold: int, full_every_s: float) -> None:
     """Move everything built at start-up out of the collector's reach, and collect the young less
     often.
 
@@ -170,11 +174,28 @@ def _settle_garbage_collector(young_threshold: int) -> None:
     (a request in flight): they are promoted, and once promotions reach a quarter of the old
     generation a full collection follows. Collecting the young every `young_threshold` allocations
     (PLAZA_GC_YOUNG_THRESHOLD) rather than CPython's 700 lets most of them die first.
+
+    That is not enough under many WebSockets: every frame a connection receives builds its awaiting
+    chain anew, so the chains of all connections keep being promoted, and CPython's own rule (a
+    quarter of the old generation promoted since the last one) brought a full collection, about a
+    second at 10,000 connections, every 20-30 s. With PLAZA_GC_FULL_EVERY_S, full collections run on
+    that timer instead (`_collect_fully_every`); cycles that live long enough to reach the old
+    generation wait for it, so memory may hold that long's worth of them.
     """
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()
-    gc.set_threshold(young_threshold, middle, old)
+    gc.set_threshold(young_threshold, middle, NEVER if full_every_s > 0 else old)
+
+
+async def _collect_fully_every(interval_s: float) -> None:
+    """Full garbage collections on a timer (see `_settle_garbage_collector`)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        started = time.perf_counter()
+        collected = gc.collect()
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info("full garbage collection", collected=collected, duration_ms=elapsed_ms)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> RedirectFastPath:
@@ -189,7 +210,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.state.platform, app.state.services = platform, services
         background = await _start_background(platform, services)
         undo_signals = drain_on_signals(services.realtime.drain)
-        _settle_garbage_collector(settings.gc_young_threshold)
+        _settle_garbage_collector(settings.gc_young_threshold, settings.gc_full_every_s)
+        if settings.gc_full_every_s > 0:
+            background.start(
+                "gc-full", _collect_fully_every(settings.gc_full_every_s), graceful=False
+            )
         front.redirector = Redirector(
             cache=services.cache,
             clicks=services.clicks,

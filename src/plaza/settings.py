@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # in flight from being promoted, and so full collections rare (seconds at 10,000 WebSockets);
     # lower suits pure redirect load a little better (see bench/RESULTS.md).
     gc_young_threshold: int = Field(default=10_000, ge=100)
+    # Full collections every this many seconds instead of by CPython's rule (0: CPython's rule). A
+    # full collection walks every object: about a second at 10,000 WebSockets (see app.py).
+    gc_full_every_s: float = Field(default=600.0, ge=0)
     # Connections one user may hold on one process; another is refused (error frame, close 4429).
     ws_max_connections_per_user: int = Field(default=20, ge=1)
     # Sends per user: a token bucket refilled at this many per second, holding at most the burst.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from typing import Any
 
@@ -21,7 +22,6 @@ from plaza.platform.errors import OVERLOADED, SERVICE_DOWN, PlazaError, Unauthor
 from plaza.realtime.hub import RealtimeHub
 from plaza.realtime.protocol import (
     CLOSE_AUTH_FAILED,
-    CLOSE_IDLE,
     CLOSE_RESTART,
     CLOSE_TOO_MANY,
     CLOSE_TRY_AGAIN,
@@ -170,7 +170,7 @@ async def _serve(
 async def _finish(session: Session, writer: asyncio.Task[None], reader: asyncio.Task[None]) -> None:
     """One side ended: let the other end cleanly, without cutting a handler off mid-transaction."""
     if reader.done():
-        if session.closing:  # the reader closed it (idle): the writer sends the close frame
+        if session.closing:  # closed while the reader ended: the writer sends the close frame
             await asyncio.wait({writer}, timeout=HANDLER_GRACE_S)
         else:  # the client went away
             writer.cancel()
@@ -194,13 +194,10 @@ async def _read(hub: RealtimeHub, receive: Receive, session: Session) -> None:
     collection walks (at 10,000 connections, 50,000 coroutines made those 100-150 ms each)."""
     while not session.closing:
         try:
-            async with asyncio.timeout(hub.idle_timeout_s):
-                raw = _payload(await receive())
-        except TimeoutError:
-            session.close(CLOSE_IDLE, "idle")
-            return
+            raw = _payload(await receive())
         except _Gone:
             return
+        session.heard = time.monotonic()  # silence is the hub's idle sweep's to judge
         session.busy = True
         try:
             await _dispatch(hub, session, raw)

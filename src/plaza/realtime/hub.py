@@ -8,6 +8,7 @@ connected (`on_devices_seen`), so it can tell devices in use from devices that n
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ from plaza.accounts.service import User
 from plaza.platform.errors import unavailable
 from plaza.platform.metrics import Metrics
 from plaza.realtime.presence import Audience, Presence
-from plaza.realtime.protocol import CLOSE_RESTART, reconnect_frame
+from plaza.realtime.protocol import CLOSE_IDLE, CLOSE_RESTART, reconnect_frame
 from plaza.realtime.session import Session
 from plaza.realtime.sessions import Sessions
 from plaza.settings import Settings
@@ -35,6 +36,7 @@ GATEWAY_TYPES = frozenset({"auth", "ping"})
 DRAIN_GRACE_S = 5.0  # on shutdown, connections get this long to receive their reconnect frame
 # Connected devices are reported again this often: a connection open for days is a device in use.
 DEVICES_SEEN_EVERY_S = 3600.0
+IDLE_SWEEP_MAX_S = 5.0
 
 
 class RealtimeHub:
@@ -97,6 +99,21 @@ class RealtimeHub:
             if unavailable(exc, where="devices seen") is None:
                 log.exception("devices seen failed", devices=len(devices))
 
+    def close_idle(self) -> int:
+        """Close the connections silent for `idle_timeout_s`; how many. One sweep for all of them,
+        where a timer per received frame would be four more young objects per frame per connection
+        for the garbage collector to walk."""
+        silent_since = time.monotonic() - self.idle_timeout_s
+        idle = [s for s in self.sessions.all() if s.heard < silent_since and not s.closing]
+        for session in idle:
+            session.close(CLOSE_IDLE, "idle")
+        return len(idle)
+
+    async def _close_idle_every(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            self.close_idle()
+
     async def _report_devices_every(self, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
@@ -136,6 +153,8 @@ class RealtimeHub:
             "realtime-registry": self.sessions.refresh(self.heartbeat_s),
             "realtime-presence": self.presence.run(self.heartbeat_s),
             "realtime-devices": self._report_devices_every(DEVICES_SEEN_EVERY_S),
+            # A silent connection is closed within a quarter of the timeout after it (5 s at most).
+            "realtime-idle": self._close_idle_every(min(self.idle_timeout_s / 4, IDLE_SWEEP_MAX_S)),
         }
 
     async def drain(self) -> None:

@@ -43,6 +43,7 @@ class Session:
         self.user = user
         self.device_id = device_id
         self.busy = False  # a handler is running for one of its frames
+        self.heard = time.monotonic()  # when the client last sent a frame (the idle sweep reads it)
         self.closed = (
             asyncio.Event()
         )  # set once the writer is done (close sent, or the client gone)
