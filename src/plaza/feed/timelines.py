@@ -43,7 +43,7 @@ from redis.asyncio.cluster import RedisCluster
 from plaza.platform.clock import Clock, SystemClock
 from plaza.platform.kv import outage_as_unavailable
 
-__all__ = ["MemoryTimelines", "RedisTimelines", "Timelines", "Window", "default_trim_slack"]
+__all__ = ["MemoryTimelines", "RedisTimelines", "Timelines", "Window"]
 
 MARKER = b"~"
 TRIM_SLACK_SHARE = (

@@ -99,25 +99,14 @@ class RealtimeHub:
             if unavailable(exc, where="devices seen") is None:
                 log.exception("devices seen failed", devices=len(devices))
 
-    def close_idle(self) -> int:
-        """Close the connections silent for `idle_timeout_s`; how many. One sweep for all of them,
-        where a timer per received frame would be four more young objects per frame per connection
-        for the garbage collector to walk."""
+    async def close_idle(self) -> None:
+        """Close the connections silent for `idle_timeout_s`. One sweep for all of them, where a timer
+        per received frame would be four more young objects per frame per connection for the garbage
+        collector to walk."""
         silent_since = time.monotonic() - self.idle_timeout_s
-        idle = [s for s in self.sessions.all() if s.heard < silent_since and not s.closing]
-        for session in idle:
-            session.close(CLOSE_IDLE, "idle")
-        return len(idle)
-
-    async def _close_idle_every(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            self.close_idle()
-
-    async def _report_devices_every(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            await self.report_devices()
+        for session in self.sessions.all():
+            if session.heard < silent_since:
+                session.close(CLOSE_IDLE, "idle")  # does nothing to one already closing
 
     async def leave(self, session: Session) -> None:
         if self.sessions.remove(session):
@@ -152,9 +141,11 @@ class RealtimeHub:
             "realtime-relay": self.sessions.listen(),
             "realtime-registry": self.sessions.refresh(self.heartbeat_s),
             "realtime-presence": self.presence.run(self.heartbeat_s),
-            "realtime-devices": self._report_devices_every(DEVICES_SEEN_EVERY_S),
+            "realtime-devices": _every(DEVICES_SEEN_EVERY_S, self.report_devices),
             # A silent connection is closed within a quarter of the timeout after it (5 s at most).
-            "realtime-idle": self._close_idle_every(min(self.idle_timeout_s / 4, IDLE_SWEEP_MAX_S)),
+            "realtime-idle": _every(
+                min(self.idle_timeout_s / 4, IDLE_SWEEP_MAX_S), self.close_idle
+            ),
         }
 
     async def drain(self) -> None:
@@ -171,3 +162,9 @@ class RealtimeHub:
         if self._reports:
             await asyncio.wait(set(self._reports), timeout=DRAIN_GRACE_S)
         await self.sessions.stop()
+
+
+async def _every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        await job()
