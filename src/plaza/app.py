@@ -251,10 +251,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     api.router.routes.insert(0, links_api.ShortenFastPath(api.router))
     api.add_middleware(IdempotencyMiddleware)
     api.add_middleware(CsrfMiddleware)  # inside the request context, before a key is claimed
-    api.add_middleware(FeedFastPath)  # a GET: CSRF and idempotency keys do not apply
     api.add_middleware(
         RequestContextMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
     )
     api.openapi = lambda: contract_openapi(api)  # type: ignore[method-assign]
-    front = RedirectFastPath(GatewayFastPath(api))
+    feed = FeedFastPath(api, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    front = RedirectFastPath(GatewayFastPath(feed))
     return front

@@ -1,23 +1,25 @@
-"""`GET /api/v1/feed` with a bearer token: the feed read hot path, ahead of FastAPI's router.
+"""`GET /api/v1/feed` with a bearer token: the feed read hot path, in front of the FastAPI app.
 
-It sits inside the request context (request id, access log, latency metric by route template) and
-answers what the route in api.py would, from the same service, without the router, dependency
-resolution and response-model validation that cost as much CPU as the read itself (bench/feed.py).
-Anything else (a session cookie, no credentials, a query string out of the ordinary) goes on to the
-route, which validates it and answers with the contract's errors: one place decides those.
+It answers what the route in api.py would, from the same service, inside the same request context
+(request id, access log, latency metric by route template), but without FastAPI's middleware stack,
+router, dependency resolution and response-model validation, which cost as much CPU as the read itself
+(bench/feed.py). Anything else (a session cookie, no credentials, a query string out of the ordinary)
+goes on to the route, which validates it and answers with the contract's errors: one place decides
+those.
 """
 
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plaza.platform.errors import response_for
-from plaza.platform.http import header
+from plaza.platform.http import RequestContextMiddleware, header
+from plaza.platform.metrics import Metrics
 
 if TYPE_CHECKING:
     from plaza.bootstrap import Services
@@ -28,6 +30,7 @@ PATH: Final = "/api/v1/feed"
 _ROUTE: Final = SimpleNamespace(path=PATH)  # what the access log and latency metric are labelled by
 _MODES: Final = frozenset({"ranked", "chronological"})
 _LIMIT_MAX, _CURSOR_MAX = 100, 200  # as the route's Query() bounds
+_READ: Final = "plaza.feed_read"  # scope key: the request's (token, limit, cursor, mode)
 
 
 def _query(raw: bytes) -> tuple[int, str | None, str] | None:
@@ -54,29 +57,30 @@ def _bearer(scope: Scope) -> str | None:
 
 
 class FeedFastPath:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
         self.app = app
+        self._in_context = RequestContextMiddleware(
+            self._read, metrics=metrics, max_body_bytes=max_body_bytes
+        )
+
+    @property
+    def state(self) -> Any:
+        """The app's state (its platform and services), as on any Starlette app."""
+        return getattr(self.app, "state")  # noqa: B009 (an ASGIApp need not have one)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET":
             query, token = _query(scope["query_string"]), _bearer(scope)
             if query is not None and token is not None:
                 scope["route"] = _ROUTE
-                await self._read(scope, receive, send, token, *query)
+                scope[_READ] = (token, *query)
+                await self._in_context(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    async def _read(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        token: str,
-        limit: int,
-        cursor: str | None,
-        mode: str,
-    ) -> None:
-        services: Services = scope["app"].state.services
+    async def _read(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token, limit, cursor, mode = scope[_READ]
+        services: Services = self.app.state.services
         try:
             reader = await services.accounts.authenticate(token)
             page = await services.feed.feed(
