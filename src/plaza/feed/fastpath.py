@@ -80,7 +80,7 @@ class FeedFastPath:
 
     async def _read(self, scope: Scope, receive: Receive, send: Send) -> None:
         token, limit, cursor, mode = scope[_READ]
-        services: Services = self.app.state.services
+        services: Services = self.state.services
         try:
             reader = await services.accounts.authenticate(token)
             page = await services.feed.feed(
