@@ -53,6 +53,7 @@ def view_of(row: AnyRow, author: dict[str, str]) -> PostView:
         "reply_count": int(row.reply_count),
         "reply_to": None if row.reply_to is None else str(row.reply_to),
         "repost_of": None if row.repost_of is None else str(row.repost_of),
+        "reposted": None,  # what a repost shows: FeedService.post_views attaches it
     }
 
 
@@ -81,9 +82,9 @@ class PostCache:
     async def views(self, ids: Sequence[int]) -> dict[int, PostView]:
         """The views of the posts that exist, by id, in the order asked; deleted and unknown ids are
         simply absent. The views are shared: copy one before changing it."""
-        held = {i: v for i in ids if (v := self._local.get(i)) is not None}
+        held = self._local.get_many(ids)
         if len(held) == len(ids):
-            return held
+            return held  # in the order asked: get_many keeps it
         generation = self._local.generation
         loaded = await self._load([i for i in ids if i not in held])
         for post_id, view in loaded.items():
@@ -117,7 +118,9 @@ class PostCache:
             if raw is None:
                 missing.append(post_id)
             else:
-                found[post_id] = orjson.loads(raw) | _counts(live[post_id])
+                view = orjson.loads(raw)
+                view.setdefault("reposted", None)  # a body cached before views carried it
+                found[post_id] = view | _counts(live[post_id])
         if missing:
             async with self.db.read() as conn:
                 rows = await store.posts_by_ids(conn, missing)

@@ -327,16 +327,17 @@ class FeedService:
         """Views with what a repost shows (`reposted`) attached; deleted posts are absent."""
         views = await self.cache.views(ids)
         originals = {int(v["repost_of"]) for v in views.values() if v["repost_of"]}
-        shown = await self.cache.views(sorted(originals)) if originals else {}
+        if not originals:
+            return views  # cached views carry `"reposted": None` already
+        shown = await self.cache.views(sorted(originals))
         out: dict[int, PostView] = {}
         for post_id, view in views.items():
             if view["repost_of"]:
                 original = shown.get(int(view["repost_of"]))
                 if original is None:
                     continue  # what it reposted is gone, and the repost with it
-                view = view | {"reposted": original}
-            else:
-                view = view | {"reposted": None}
+                shows = {k: v for k, v in original.items() if k != "reposted"}  # a PostBase
+                view = view | {"reposted": shows}
             out[post_id] = view
         return out
 
@@ -593,8 +594,10 @@ class FeedService:
         """The reader's home timeline and each followed celebrity's, read in one round trip."""
         reader, celebrities = audience.reader, audience.celebrities
         windows, remote = [], []
+        copies = self._recent.get_many(celebrities)
         for celebrity in celebrities:
-            window = self._recent_window(celebrity, before, count)
+            copy = copies.get(celebrity)
+            window = None if copy is None else _recent_window(copy, before, count)
             if window is not None:
                 windows.append(window)
             else:
@@ -611,18 +614,6 @@ class FeedService:
             if window is not None:
                 windows.append(window)
         return windows
-
-    def _recent_window(self, author: int, before: int | None, count: int) -> Window | None:
-        """The window of a celebrity's timeline from this process's copy, when the copy can tell."""
-        recent = self._recent.get(author)
-        if recent is None:
-            return None
-        ids = recent.ids  # newest first
-        if before is not None:
-            ids = ids[bisect.bisect_right(ids, -before, key=operator.neg) :]
-        if len(ids) >= count or len(recent.ids) < RECENT_IDS:  # or the copy is the whole timeline
-            return Window(ids[:count], recent.complete)
-        return None
 
     async def _remember_recent(self, celebrities: list[int]) -> None:
         """Copy these celebrities' newest ids from their timelines (those that exist)."""
@@ -659,6 +650,18 @@ class _Audience:
             return False
         shown = view.get("reposted")
         return shown is None or author_of(shown) not in self.hidden
+
+
+def _recent_window(recent: Window, before: int | None, count: int) -> Window | None:
+    """The window of a celebrity's timeline from this process's copy of its newest ids, when the
+    copy can tell."""
+    ids = recent.ids
+    if before is not None:
+        ids = ids[bisect.bisect_right(ids, -before, key=operator.neg) :]
+    if len(ids) < count and len(recent.ids) == RECENT_IDS:  # and the timeline holds more
+        return None
+    # Exact down to its last id, however many of them the read takes.
+    return recent if before is None else Window(ids, recent.complete)
 
 
 def _follow_cursor(text: str | None) -> tuple[dt.datetime, int] | None:

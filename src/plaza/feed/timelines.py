@@ -35,7 +35,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -55,8 +55,7 @@ def default_trim_slack(max_len: int) -> int:
     return max_len // TRIM_SLACK_SHARE
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):  # a tuple: a read of 20 celebrities makes 20 of them
     ids: list[int]  # newest first, all below the `before` asked for
     complete: bool  # the timeline never dropped an id: nothing older exists beyond `ids`' end
 
