@@ -84,6 +84,8 @@ class StepResult:
     send_errors: int
     cpu_s: float
     cpu_main_s: float
+    client_cpu_s: float  # summed over the client processes, over the step's send loop
+    client_cpu_max_s: float  # the busiest client process's
     load1: float
     persisted: bool  # the target acknowledges stored messages (Plaza); the baseline stores nothing
 
@@ -275,6 +277,8 @@ def _merge(
         send_errors=total("send_errors"),
         cpu_s=cpu1[0] - cpu0[0],
         cpu_main_s=cpu1[1] - cpu0[1],
+        client_cpu_s=sum(float(r["cpu_s"]) for r in reports),
+        client_cpu_max_s=max(float(r["cpu_s"]) for r in reports),
         load1=load1,
         persisted=persisted,
     )
@@ -444,7 +448,7 @@ def _check(s: StepResult) -> str:
 def step_table(rows: list[StepResult]) -> list[str]:
     columns = ["target", "offered sends/s", "sent/s", "persisted sends/s", "deliveries/s"]
     columns += ["delivery p50 ms", "p99 ms", "max ms", "ack p50 / p99 ms", "errors"]
-    columns += ["server CPU", "CPU per send", "load (1 min)", "check"]
+    columns += ["server CPU", "CPU per send", "client CPU", "load (1 min)", "check"]
     lines = []
     for s in rows:
         errors = dict(s.errors) | ({"send failed": s.send_errors} if s.send_errors else {})
@@ -465,6 +469,8 @@ def step_table(rows: list[StepResult]) -> list[str]:
                 str(errors) if errors else "0",
                 f"{s.cpu_s / s.duration:.0%} of a core ({s.cpu_main_s / s.duration:.0%} main thread)",
                 f"{per_send:.2f} ms",
+                f"{s.client_cpu_s / s.duration:.0%} of a core "
+                f"(busiest process {s.client_cpu_max_s / s.duration:.0%})",
                 f"{s.load1:.2f}",
                 _check(s),
             ]
@@ -491,8 +497,14 @@ def render(run: ChatRun, head: list[str], elapsed_s: float) -> str:
             f"{c.target} seeded {c.seed} in {c.seed_s:.1f} s" for c in run.connected if c.seed
         )
         + ".",
-        f"Load: bench/chatload.py in {args.clients} separate processes (websockets "
-        f"{'with' if args.compression else 'without'} permessage-deflate, uvloop), connecting "
+        f"Load: bench/chatload.py in {args.clients} separate processes (a minimal asyncio "
+        "WebSocket client of its own on uvloop, "
+        + (
+            "offering permessage-deflate as browsers do and compressing its sends too"
+            if args.compression
+            else "without permessage-deflate"
+        )
+        + f"), connecting "
         f"at {args.connect_rate}/s, at most {args.connect_concurrency} handshakes at once; every "
         "connection pings once per `heartbeat_s` (10 s) as the web app does, so "
         f"{args.users / 10:,.0f} pings/s run throughout. Each step sends at a steady rate for "
@@ -508,6 +520,12 @@ def render(run: ChatRun, head: list[str], elapsed_s: float) -> str:
         "is that over persisted sends (the baseline: sent). PostgreSQL's and Redis's CPU are not "
         "counted. RSS per connection: VmRSS after connecting (and a 3 s pause) minus before, over "
         "connections; idle CPU: 5 s connected with only pings.",
+        f"Client CPU: user + system time of the {args.clients} client processes (getrusage in "
+        "each, from the start of the step's sends to the end of its window), summed, as a share "
+        "of one core, and the busiest process's share: it covers their sends, pings and every "
+        "frame they receive. The server and the clients share the machine's cores: when this "
+        "plus the server's CPU nears the number of cores, or the busiest process nears a whole "
+        "core, the load generator is the limit, not the server.",
         "Per-user send limit (PLAZA_CHAT_SEND_RATE 20/s, burst 50) left at its default: random "
         f"senders among {args.users:,} users send {max(args.rates) / args.users:.2f}/s each on "
         "average at the highest rate, far under it. Every other setting is the default.",
