@@ -86,7 +86,8 @@ class StepResult:
     cpu_main_s: float
     client_cpu_s: float  # summed over the client processes, over the step's send loop
     client_cpu_max_s: float  # the busiest client process's
-    load1: float
+    machine_busy_s: float  # every core's non-idle time over the window (all processes)
+    machine_steal_s: float  # time the hypervisor gave this machine's cores to others
     persisted: bool  # the target acknowledges stored messages (Plaza); the baseline stores nothing
 
     def pct(self, values: list[float], q: float) -> float:
@@ -113,6 +114,14 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def machine_cpu() -> tuple[float, float]:
+    """Seconds of CPU, summed over the cores: (busy, stolen), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
 
 
 def _ticks(stat: str) -> int:
@@ -213,18 +222,18 @@ def measure(run: ChatRun, name: str, served_by: str, server: Server, members: li
             start = time.time() + STEP_LEAD_S
             pool.ask("step", sid, rate / n, start, args.duration)
             time.sleep(max(0.0, start - time.time()))
-            cpu0 = cpu_s(pid)
+            cpu0, machine0 = cpu_s(pid), machine_cpu()
             if args.profile and persisted:
                 os.kill(pid, signal.SIGUSR1)
             time.sleep(max(0.0, start + args.duration - time.time()))
-            cpu1 = cpu_s(pid)
+            cpu1, machine1 = cpu_s(pid), machine_cpu()
             if args.profile and persisted:
                 os.kill(pid, signal.SIGUSR2)
-            load1 = os.getloadavg()[0]
+            machine = (machine1[0] - machine0[0], machine1[1] - machine0[1])
             _drain(run, pool, sid, persisted)
             reports = pool.ask("report", sid, start + args.duration)
             run.steps.append(
-                _merge(name, rate, args.duration, reports, cpu0, cpu1, load1, persisted)
+                _merge(name, rate, args.duration, reports, cpu0, cpu1, machine, persisted)
             )
             time.sleep(PAUSE_S)
         conn.rss_after_kb = rss_kb(pid)
@@ -251,7 +260,7 @@ def _merge(
     reports: list[dict[str, Any]],
     cpu0: tuple[float, float],
     cpu1: tuple[float, float],
-    load1: float,
+    machine: tuple[float, float],
     persisted: bool,
 ) -> StepResult:
     errors: Counter[str] = Counter()
@@ -279,7 +288,8 @@ def _merge(
         cpu_main_s=cpu1[1] - cpu0[1],
         client_cpu_s=sum(float(r["cpu_s"]) for r in reports),
         client_cpu_max_s=max(float(r["cpu_s"]) for r in reports),
-        load1=load1,
+        machine_busy_s=machine[0],
+        machine_steal_s=machine[1],
         persisted=persisted,
     )
 
@@ -448,7 +458,7 @@ def _check(s: StepResult) -> str:
 def step_table(rows: list[StepResult]) -> list[str]:
     columns = ["target", "offered sends/s", "sent/s", "persisted sends/s", "deliveries/s"]
     columns += ["delivery p50 ms", "p99 ms", "max ms", "ack p50 / p99 ms", "errors"]
-    columns += ["server CPU", "CPU per send", "client CPU", "load (1 min)", "check"]
+    columns += ["server CPU", "CPU per send", "client CPU", "machine CPU", "check"]
     lines = []
     for s in rows:
         errors = dict(s.errors) | ({"send failed": s.send_errors} if s.send_errors else {})
@@ -471,7 +481,8 @@ def step_table(rows: list[StepResult]) -> list[str]:
                 f"{per_send:.2f} ms",
                 f"{s.client_cpu_s / s.duration:.0%} of a core "
                 f"(busiest process {s.client_cpu_max_s / s.duration:.0%})",
-                f"{s.load1:.2f}",
+                f"{s.machine_busy_s / s.duration:.0%} of {100 * (os.cpu_count() or 1)}%"
+                f" (stolen {s.machine_steal_s / s.duration:.0%})",
                 _check(s),
             ]
         )
@@ -529,9 +540,12 @@ def render(run: ChatRun, head: list[str], elapsed_s: float) -> str:
         "Per-user send limit (PLAZA_CHAT_SEND_RATE 20/s, burst 50) left at its default: random "
         f"senders among {args.users:,} users send {max(args.rates) / args.users:.2f}/s each on "
         "average at the highest rate, far under it. Every other setting is the default.",
-        "The machine has 2 cores shared by the server, the clients, PostgreSQL and Redis, and "
-        "other work (browser tests) ran at times: the load average is given per step. Read the "
-        "rows as where the knee is, not as precise rates.",
+        f"The machine has {os.cpu_count()} cores shared by the server, the clients, PostgreSQL "
+        "and Redis. Machine CPU: every core's busy time over the window (/proc/stat: all "
+        "processes, ours and any other work), as a share of one core, and the time the "
+        "hypervisor gave those cores to other machines (steal). Near the number of cores, the "
+        "server waits for a core as well. Read the rows as where the knee is, not as precise "
+        "rates.",
     ]
     if args.profile:
         notes.append(

@@ -272,5 +272,7 @@ def broadcast(work: Path, users: int, group_sizes: str) -> Iterator[Server]:
     cmd = [str(REPO / ".venv" / "bin" / "uvicorn"), "--app-dir", str(BENCH), "peer_broadcast:app"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http", "httptools"]
     cmd += ["--no-access-log", "--ws-max-size", str(1024 * 1024)]
+    # As plaza serve by default: no protocol pings (clients ping), no permessage-deflate.
+    cmd += ["--ws-ping-interval", "0", "--ws-per-message-deflate", "false"]
     with serving(cmd, port=port, log=work / "uvicorn.log", cwd=work, env=env) as server:
         yield server

@@ -52,7 +52,7 @@ def serve(
     if background is not None:  # the worker processes read their settings from the environment
         os.environ["PLAZA_RUN_WORKERS"] = "true" if background else "false"
     with _metrics_shared_by(workers):
-        _serve(host, port, workers)
+        _serve(host, port, workers, compression=settings.ws_compression)
 
 
 @contextlib.contextmanager
@@ -70,7 +70,7 @@ def _metrics_shared_by(workers: int) -> Iterator[None]:
             del os.environ[MULTIPROC_DIR]
 
 
-def _serve(host: str, port: int, workers: int) -> None:
+def _serve(host: str, port: int, workers: int, *, compression: bool) -> None:
     uvicorn.run(
         "plaza.app:create_app",
         factory=True,
@@ -84,6 +84,7 @@ def _serve(host: str, port: int, workers: int) -> None:
         server_header=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         ws_max_size=WS_MAX_MESSAGE_BYTES,
+        ws_per_message_deflate=compression,
         # Dead connections are found by the gateway's idle timeout (clients ping every heartbeat_s):
         # protocol pings as well would be 500 frames/s more at 10,000 connections, for nothing.
         ws_ping_interval=None,

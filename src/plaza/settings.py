@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     ws_idle_timeout_s: float = Field(default=30.0, gt=0)  # three missed 10 s heartbeats
     # Frames waiting for one slow client; when full it is told to reconnect (and sync) instead.
     ws_send_queue: int = Field(default=1000, ge=2)
+    # permessage-deflate (RFC 7692) when a client offers it. Off: compressing every frame for every
+    # recipient was a tenth of a chat server's CPU, and each connection's zlib state ~40 KB (bench/);
+    # chat frames are small. Behind a proxy that compresses, or on metered links, turn it on.
+    ws_compression: bool = False
     # Young-generation collections every this many allocations (CPython: 700). Higher keeps requests
     # in flight from being promoted, and so full collections rare (seconds at 10,000 WebSockets);
     # lower suits pure redirect load a little better (see bench/RESULTS.md).

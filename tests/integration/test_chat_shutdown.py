@@ -1,4 +1,5 @@
-"""A real `plaza serve` told to stop (SIGTERM): WebSocket clients hear when to come back, then 1012."""
+"""A real `plaza serve` and WebSocket clients: compression as configured; told to stop (SIGTERM),
+clients hear when to come back, then 1012."""
 
 from __future__ import annotations
 
@@ -43,3 +44,25 @@ def test_sigterm_sends_reconnect_then_closes_1012(sqlite_url: str, tmp_path: Pat
         else:
             server.stop()
     assert server.process is not None and server.process.returncode is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compression", [None, "true"])
+def test_frames_are_compressed_only_when_configured(
+    compression: str | None, sqlite_url: str, tmp_path: Path
+) -> None:
+    env = backend_env({"database_url": sqlite_url})
+    if compression is not None:
+        env["PLAZA_WS_COMPRESSION"] = compression
+    server = Server(env, tmp_path / "server.log")
+    server.start()
+    try:
+        ws_url = server.url.replace("http", "ws") + f"/ws?token={_token(server)}"
+        with connect(ws_url, open_timeout=5, compression="deflate") as socket:  # offered
+            agreed = socket.response.headers.get("Sec-WebSocket-Extensions") or ""
+            assert ("permessage-deflate" in agreed) == (compression is not None), agreed
+            assert json.loads(socket.recv(timeout=5))["type"] == "ready"
+            socket.send(json.dumps({"type": "ping"}))
+            assert json.loads(socket.recv(timeout=5))["type"] == "pong"
+    finally:
+        server.stop()
