@@ -49,7 +49,8 @@ class _Gone(Exception):
     """The client disconnected."""
 
 
-_CLIENT_GONE = (_Gone, WebSocketDisconnect, WebSocketDisconnected)
+# OSError: what the server's own `send` raises for a connection gone (uvicorn: ClientDisconnected).
+_CLIENT_GONE = (_Gone, WebSocketDisconnect, WebSocketDisconnected, OSError)
 
 
 class GatewayFastPath:
@@ -68,13 +69,14 @@ class GatewayFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/ws":
             scope["app"] = self.app  # where the endpoint finds the services
-            await websocket_endpoint(WebSocket(scope, receive, send), receive)
+            await websocket_endpoint(WebSocket(scope, receive, send), receive, send)
         else:
             await self.app(scope, receive, send)
 
 
-async def websocket_endpoint(websocket: WebSocket, receive: Receive) -> None:
-    """`receive` is the server's own: once connected, the reader awaits it directly (see `_read`)."""
+async def websocket_endpoint(websocket: WebSocket, receive: Receive, send: Send) -> None:
+    """`receive` and `send` are the server's own: once connected, the reader awaits `receive` and the
+    writer `send` directly, without Starlette's state checks around each frame (see `_read`)."""
     hub: RealtimeHub = websocket.app.state.services.realtime
     hub.metrics.ws_connections.inc()
     try:
@@ -85,7 +87,7 @@ async def websocket_endpoint(websocket: WebSocket, receive: Receive) -> None:
             return
         identity = await _authenticate(hub, websocket)
         if identity is not None:
-            await _serve(hub, websocket, receive, *identity)
+            await _serve(hub, websocket, receive, send, *identity)
     except _CLIENT_GONE:
         pass
     finally:
@@ -132,12 +134,20 @@ def _payload(message: Message) -> str | bytes:
 
 
 async def _serve(
-    hub: RealtimeHub, websocket: WebSocket, receive: Receive, user: User, device_id: str
+    hub: RealtimeHub,
+    websocket: WebSocket,
+    receive: Receive,
+    send: Send,
+    user: User,
+    device_id: str,
 ) -> None:
+    async def send_text(text: str) -> None:
+        await send({"type": "websocket.send", "text": text})
+
     session = Session(
         user,
         device_id,
-        send_text=websocket.send_text,
+        send_text=send_text,
         close=websocket.close,
         queue_size=hub.queue_size,
     )
