@@ -46,22 +46,22 @@ class LocalCache(Generic[K, V]):
         self.generation = 0  # moves on every invalidation, here or announced
 
     def get(self, key: K) -> V | None:
-        return self.get_many((key,)).get(key)
+        return self._live(key, self._clock.monotonic())
 
     def get_many(self, keys: Iterable[K]) -> dict[K, V]:
-        """The live entries among these keys (a read of many asks once)."""
-        now, entries = self._clock.monotonic(), self._entries
-        found: dict[K, V] = {}
-        for key in keys:
-            entry = entries.get(key)
-            if entry is None:
-                continue
-            if entry[0] <= now:
-                del entries[key]
-            else:
-                entries.move_to_end(key)  # least recently used goes first
-                found[key] = entry[1]
-        return found
+        """The live entries among these keys, in their order (the clock is read once)."""
+        now = self._clock.monotonic()
+        return {key: value for key in keys if (value := self._live(key, now)) is not None}
+
+    def _live(self, key: K, now: float) -> V | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        if found[0] <= now:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)  # least recently used goes first
+        return found[1]
 
     def put(self, key: K, value: V, generation: int) -> None:
         """Keep `value`, read when `generation` was current, unless an invalidation came since."""
