@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
+    ColumnElement,
+    Text,
     and_,
+    any_,
     bindparam,
     case,
     delete,
@@ -16,6 +20,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -24,7 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from plaza.chat.tables import conversation_members as members
 from plaza.chat.tables import conversations, messages, push_dead_letters
-from plaza.platform.db import AnyRow
+from plaza.platform.db import AnyRow, UTCDateTime
+
+if TYPE_CHECKING:
+    from plaza.chat.views import StoredMessage
+
+_Q = TypeVar("_Q")
 
 
 class DirectExists(Exception):
@@ -116,13 +126,24 @@ async def membership(conn: AsyncConnection, conversation_id: int, user_id: int) 
 
 # The statements of every send and cursor frame are built once: built per call, their expression
 # objects are cyclic garbage that young collections pause for (100+ ms at 10,000 connections).
-_MEMBER_IDS = (
-    select(members.c.conversation_id, members.c.user_id)
-    .where(
-        members.c.conversation_id.in_(bindparam("ids", expanding=True)),
-        members.c.left_at.is_(None),
+# Lists of ids go to PostgreSQL as one array: one statement text whatever the length, prepared once
+# per connection, where an expanding IN is a new statement (and a new prepare) for each length.
+def _among(column: ColumnElement[int], name: str, dialect: str) -> ColumnElement[bool]:
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(BigInteger)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _by_dialect(build: Callable[[str], _Q]) -> dict[str, _Q]:
+    return {dialect: build(dialect) for dialect in ("postgresql", "sqlite")}
+
+
+_MEMBER_IDS = _by_dialect(
+    lambda dialect: (
+        select(members.c.conversation_id, members.c.user_id)
+        .where(_among(members.c.conversation_id, "ids", dialect), members.c.left_at.is_(None))
+        .order_by(members.c.joined_at, members.c.user_id)
     )
-    .order_by(members.c.joined_at, members.c.user_id)
 )
 
 
@@ -131,8 +152,9 @@ async def member_ids(
 ) -> dict[int, list[int]]:
     """Current members of each conversation, in the order they joined."""
     found: dict[int, list[int]] = {cid: [] for cid in conversation_ids}
-    for row in await conn.execute(_MEMBER_IDS, {"ids": list(conversation_ids)}):
-        found[int(row.conversation_id)].append(int(row.user_id))
+    query = _MEMBER_IDS[conn.dialect.name]
+    for cid, user_id in await conn.execute(query, {"ids": list(conversation_ids)}):
+        found[cid].append(user_id)
     return found
 
 
@@ -223,55 +245,109 @@ async def take_seq(
     return result.one_or_none()
 
 
-_LOCK_CONVERSATIONS = (
-    select(conversations.c.id)
-    .where(conversations.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(conversations.c.id)
-    .with_for_update()
-)
-_TAKE_SEQS = (
-    update(conversations)
-    .where(conversations.c.id.in_(bindparam("ids", expanding=True)))
-    .values(
-        last_seq=conversations.c.last_seq + bindparam("step", type_=BigInteger),
-        last_activity_at=bindparam("now"),
+_LOCK_CONVERSATIONS = _by_dialect(
+    lambda dialect: (
+        select(conversations.c.id, conversations.c.last_seq)
+        .where(_among(conversations.c.id, "ids", dialect))
+        .order_by(conversations.c.id)
+        .with_for_update()
     )
-    .returning(*conversations.c)
 )
 
 
-async def take_seqs(
-    conn: AsyncConnection, counts: dict[int, int], now: dt.datetime
-) -> dict[int, AnyRow]:
-    """`take_seq` for many conversations at once: each reserves its next `counts[id]` seqs; one
-    statement for all those that take as many (usually all: one send each). Unknown conversations
-    are absent from the answer.
-
-    On PostgreSQL the rows are locked in id order first, so two processes' batches never deadlock.
-    """
-    ids = sorted(counts)
-    if conn.dialect.name == "postgresql" and len(ids) > 1:
-        await conn.execute(_LOCK_CONVERSATIONS, {"ids": ids})
-    by_step: dict[int, list[int]] = {}
-    for cid in ids:
-        by_step.setdefault(counts[cid], []).append(cid)
-    taken: dict[int, AnyRow] = {}
-    for step, some in by_step.items():
-        found = await conn.execute(_TAKE_SEQS, {"ids": some, "step": step, "now": now})
-        taken |= {int(row.id): row for row in found}
-    return taken
-
-
-async def give_back_seqs(conn: AsyncConnection, conversation_id: int, count: int) -> None:
-    """Return the last `count` seqs that this transaction took (and will not use)."""
-    await conn.execute(
-        update(conversations)
-        .where(conversations.c.id == conversation_id)
-        .values(last_seq=conversations.c.last_seq - count)
-    )
+async def lock_conversations(conn: AsyncConnection, ids: Collection[int]) -> dict[int, int]:
+    """The last_seq of each known conversation, its row locked until the transaction ends so that its
+    next seqs are this transaction's to take (`store_messages`). Rows are locked in id order, so two
+    processes' batches never deadlock; on SQLite, BEGIN IMMEDIATE has serialised writers already."""
+    if not ids:
+        return {}
+    found = await conn.execute(_LOCK_CONVERSATIONS[conn.dialect.name], {"ids": sorted(ids)})
+    return dict(found.all())
 
 
 _INSERT_MESSAGES = insert(messages)
+_SET_LAST_SEQ = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("b_id"))
+    .values(last_seq=bindparam("b_seq"), last_activity_at=bindparam("b_now"))
+)
+# PostgreSQL: the whole batch in one statement (and one round trip), its rows as arrays.
+_STORE_MESSAGES_PG = text(
+    """
+    WITH seqs AS (
+        UPDATE conversations AS c SET last_seq = v.last_seq, last_activity_at = :now
+        FROM unnest(:conversation_ids, :last_seqs) AS v (id, last_seq)
+        WHERE c.id = v.id
+    ), stored AS (
+        INSERT INTO messages
+            (id, conversation_id, seq, sender_id, client_msg_id, content, message_type, created_at)
+        SELECT v.*, :now FROM unnest(
+            :ids, :message_conversation_ids, :seqs, :sender_ids, :client_msg_ids, :contents, :types
+        ) AS v
+    )
+    UPDATE conversation_members AS m
+    SET read_seq = greatest(m.read_seq, v.seq), delivered_seq = greatest(m.delivered_seq, v.seq)
+    FROM unnest(:read_conversation_ids, :read_user_ids, :read_seqs) AS v (conversation_id, user_id, seq)
+    WHERE m.conversation_id = v.conversation_id AND m.user_id = v.user_id AND m.left_at IS NULL
+    """
+).bindparams(
+    bindparam("now", type_=UTCDateTime),
+    *(
+        bindparam(name, type_=ARRAY(BigInteger))
+        for name in (
+            "conversation_ids",
+            "last_seqs",
+            "ids",
+            "message_conversation_ids",
+            "seqs",
+            "sender_ids",
+            "read_conversation_ids",
+            "read_user_ids",
+            "read_seqs",
+        )
+    ),
+    *(bindparam(name, type_=ARRAY(Text)) for name in ("client_msg_ids", "contents", "types")),
+)
+
+
+async def store_messages(
+    conn: AsyncConnection,
+    last_seqs: dict[int, int],
+    now: dt.datetime,
+    rows: Sequence[StoredMessage],
+) -> None:
+    """Insert members' messages, set each conversation's last_seq (locked by `lock_conversations`)
+    and its activity time, and move each sender's cursors up to their newest message: what one sends
+    one has read. Every message was created at `now`. Raises IntegrityError (the transaction is spoiled) on a repeated client_msg_id."""
+    if not rows:
+        return
+    read = sorted({(r.conversation_id, r.sender_id): r.seq for r in rows}.items())
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            _STORE_MESSAGES_PG,
+            {
+                "now": now,
+                "conversation_ids": list(last_seqs),
+                "last_seqs": list(last_seqs.values()),
+                "ids": [r.id for r in rows],
+                "message_conversation_ids": [r.conversation_id for r in rows],
+                "seqs": [r.seq for r in rows],
+                "sender_ids": [r.sender_id for r in rows],
+                "client_msg_ids": [r.client_msg_id for r in rows],
+                "contents": [r.content for r in rows],
+                "types": [r.message_type for r in rows],
+                "read_conversation_ids": [c for (c, _), _ in read],
+                "read_user_ids": [u for (_, u), _ in read],
+                "read_seqs": [seq for _, seq in read],
+            },
+        )
+        return
+    await conn.execute(
+        _SET_LAST_SEQ,
+        [{"b_id": cid, "b_seq": seq, "b_now": now} for cid, seq in last_seqs.items()],
+    )
+    await conn.execute(_INSERT_MESSAGES, [vars(r) for r in rows])
+    await advance_members(conn, [(c, u, seq, seq) for (c, u), seq in read])
 
 
 async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:

@@ -1,8 +1,8 @@
 """Storing members' messages: the sends that queue behind one write share the next transaction.
 
-Each conversation's row is locked once per batch and its seqs are taken together, so a burst of
-sends costs a handful of statements rather than a handful each; every send still gets its own
-outcome (its message, the original of a retried client_msg_id, or its error).
+A batch is three statements however many sends it holds: lock the conversations' rows (in id order),
+read their members, then store every message, seq and sender's cursor at once. Every send still gets
+its own outcome (its message, the original of a retried client_msg_id, or its error).
 """
 
 from __future__ import annotations
@@ -51,14 +51,19 @@ class MessageWriter:
         """Store the message once per (sender, client_msg_id); raises NotFound for a non-member."""
         return await self._batches.submit(draft)
 
-    async def _write(self, drafts: Sequence[Draft]) -> list[Outcome]:
+    async def _write(self, drafts: Sequence[Draft], *, retries: bool = False) -> list[Outcome]:
+        """Store a batch. A retried client_msg_id is rare, so a batch is first written without looking
+        for one: the unique constraint catches it, and the batch is written again, `retries` looked
+        up first."""
         try:
             async with self.db.write() as conn:
-                return await self._write_in(conn, drafts)
+                return await self._write_in(conn, drafts, retries=retries)
         except IntegrityError:
+            if not retries:
+                return await self._write(drafts, retries=True)
             # A client_msg_id raced in from another connection between our lookup and our insert.
             if len(drafts) > 1:  # alone, each draft finds out whether it is the one
-                return [(await self._write([draft]))[0] for draft in drafts]
+                return [(await self._write([draft], retries=True))[0] for draft in drafts]
             return [await self._original(drafts[0])]
 
     async def _original(self, draft: Draft) -> Outcome:
@@ -71,9 +76,11 @@ class MessageWriter:
             members = await store.members_of(conn, message.conversation_id)
         return Stored(message, members, fresh=False)
 
-    async def _write_in(self, conn: AsyncConnection, drafts: Sequence[Draft]) -> list[Outcome]:
+    async def _write_in(
+        self, conn: AsyncConnection, drafts: Sequence[Draft], *, retries: bool
+    ) -> list[Outcome]:
         keys = [(d.sender_id, d.client_msg_id) for d in drafts]
-        originals = await store.messages_by_client_ids(conn, set(keys))
+        originals = await store.messages_by_client_ids(conn, set(keys)) if retries else {}
         first: dict[
             tuple[int, str], int
         ] = {}  # a client_msg_id sent twice in one batch is one send
@@ -82,26 +89,21 @@ class MessageWriter:
             if key not in originals and key not in first:
                 first[key] = i
                 new.setdefault(drafts[i].conversation_id, []).append(i)
-        now = self.now()
-        locked = await store.take_seqs(conn, {cid: len(i) for cid, i in new.items()}, now)
-        wanted = set(locked) | {int(row.conversation_id) for row in originals.values()}
+        last_seqs = await store.lock_conversations(conn, new)
+        wanted = set(last_seqs) | {int(row.conversation_id) for row in originals.values()}
         members = await store.member_ids(conn, sorted(wanted))
 
+        now = self.now()
         outcomes: list[Outcome | None] = [None] * len(drafts)
         stored: list[StoredMessage] = []
         for cid, indexes in new.items():
-            conv = locked.get(cid)
-            allowed = [i for i in indexes if conv and drafts[i].sender_id in members[cid]]
-            for i in set(indexes) - set(allowed):
-                outcomes[i] = conversation_not_found()
-            if conv is None:
-                continue
-            if len(allowed) < len(indexes):
-                await store.give_back_seqs(conn, cid, len(indexes) - len(allowed))
-            seq = int(conv.last_seq) - len(indexes)
-            for i in allowed:
-                seq += 1
+            seq = last_seqs.get(cid)
+            for i in indexes:
                 draft = drafts[i]
+                if seq is None or draft.sender_id not in members[cid]:
+                    outcomes[i] = conversation_not_found()
+                    continue
+                seq += 1
                 message = StoredMessage(
                     id=self.ids.next(),
                     conversation_id=cid,
@@ -110,14 +112,13 @@ class MessageWriter:
                     client_msg_id=draft.client_msg_id,
                     content=draft.content,
                     message_type=draft.message_type,
-                    created_at=conv.last_activity_at,
+                    created_at=now,
                 )
                 stored.append(message)
                 outcomes[i] = Stored(message, members[cid], fresh=True)
-        await store.insert_messages(conn, [vars(m) for m in stored])
-        # What one sends one has read (and had delivered).
-        read = {(m.conversation_id, m.sender_id): m.seq for m in stored}
-        await store.advance_members(conn, [(c, u, seq, seq) for (c, u), seq in read.items()])
+            if seq is not None:
+                last_seqs[cid] = seq
+        await store.store_messages(conn, last_seqs, now, stored)
 
         for i, key in enumerate(keys):
             if outcomes[i] is not None:
