@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # in flight from being promoted, and so full collections rare (seconds at 10,000 WebSockets);
     # lower suits pure redirect load a little better (see bench/RESULTS.md).
     gc_young_threshold: int = Field(default=10_000, ge=100)
+    # Young-generation collections also every this many seconds, whatever the count (0: by count
+    # only). Under many WebSockets the count hardly moves while young objects pile up (see app.py).
+    gc_young_every_s: float = Field(default=0.1, ge=0)
     # Full collections every this many seconds instead of by CPython's rule (0: CPython's rule). A
     # full collection walks every object: about a second at 10,000 WebSockets (see app.py).
     gc_full_every_s: float = Field(default=600.0, ge=0)
