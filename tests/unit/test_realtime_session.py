@@ -58,6 +58,75 @@ async def test_a_client_that_falls_behind_is_told_to_reconnect() -> None:
     assert session.closed.is_set()
 
 
+async def test_frames_are_written_at_once_while_nothing_is_queued() -> None:
+    socket = FakeSocket()
+    session = session_on(socket)
+    written: list[float] = []
+    session.on_written = written.append
+    writer = asyncio.create_task(session.pump())
+    await asyncio.sleep(0.01)  # the writer waits for frames
+    session.push(encode({"type": "message", "n": 0}), since=0.0)
+    await session.reply({"type": "ack", "n": 1})
+    # Written before the pushing task yielded once: no hand-over to the writer.
+    assert [f["n"] for f in socket.sent] == [0, 1]
+    assert len(written) == 1 and written[0] > 0
+    session.close(1000, "bye")
+    await asyncio.wait_for(writer, 1)
+    assert socket.closed_with == 1000
+
+
+async def test_a_write_that_has_to_wait_is_finished_by_the_writer_in_order() -> None:
+    socket = FakeSocket()
+    session = session_on(socket, queue_size=10)
+    writer = asyncio.create_task(session.pump())
+    await asyncio.sleep(0.01)
+    socket.open.clear()  # the socket's buffer is full: the next write waits
+    session.push(encode({"type": "message", "n": 0}))
+    session.push(encode({"type": "message", "n": 1}))  # queued behind it
+    await session.reply({"type": "ack", "n": 2})
+    await asyncio.sleep(0.01)
+    assert socket.sent == []
+    socket.open.set()
+    await asyncio.sleep(0.01)
+    assert [f["n"] for f in socket.sent] == [0, 1, 2]
+    session.push(encode({"type": "message", "n": 3}))  # idle again: at once
+    assert [f["n"] for f in socket.sent] == [0, 1, 2, 3]
+    session.close(1000, "bye")
+    await asyncio.wait_for(writer, 1)
+
+
+async def test_a_write_at_once_to_a_client_gone_ends_the_writer() -> None:
+    socket = FakeSocket()
+    session = session_on(socket)
+    writer = asyncio.create_task(session.pump())
+    await asyncio.sleep(0.01)
+
+    async def gone(text: str) -> None:
+        raise ConnectionResetError("client gone")
+
+    session._send_text = gone
+    session.push(encode({"type": "message", "n": 0}))  # the deliverer hears nothing of it
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(writer, 1)
+    assert session.closed.is_set()
+
+
+async def test_a_waiting_write_is_dropped_cleanly_when_the_connection_ends() -> None:
+    socket = FakeSocket()
+    session = session_on(socket)
+    writer = asyncio.create_task(session.pump())
+    await asyncio.sleep(0.01)
+    socket.open.clear()
+    session.push(encode({"type": "message", "n": 0}))
+    await asyncio.sleep(0.01)  # the writer waits on the client for it
+    writer.cancel()
+    await asyncio.wait({writer})
+    assert socket.sent == [] and session.closed.is_set()
+    socket.open.set()
+    await asyncio.sleep(0.01)
+    assert socket.sent == []  # the cancelled write never completes later
+
+
 async def test_closing_with_flush_sends_what_was_queued_first() -> None:
     socket = FakeSocket()
     session = session_on(socket, queue_size=10)
