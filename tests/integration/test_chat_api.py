@@ -148,6 +148,10 @@ def test_conversation_list_is_most_recent_first_and_pages(client: Any) -> None:
     ids = [conversation(client, alice, name) for name in ("bob", "carol", "dave")]
     with online(client, token_of(alice)) as a:
         send_message(a, ids[0], "bump the first")
+    mallory = register(client, "mallory")
+    with online(client, token_of(mallory)) as m:  # a stranger's send moves nothing up
+        m.send({"type": "send", "client_msg_id": "x", "conversation_id": ids[1], "content": "hi"})
+        assert m.expect("error")["code"] == "conversation_not_found"
     listing = client.get("/api/v1/conversations?limit=2", headers=alice).json()
     assert [c["id"] for c in listing["items"]] == [ids[0], ids[2]]
     first = listing["items"][0]

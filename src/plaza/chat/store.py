@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Collection, Iterator, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     ARRAY,
@@ -30,9 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from plaza.chat.tables import conversation_members as members
 from plaza.chat.tables import conversations, messages, push_dead_letters
 from plaza.platform.db import AnyRow, UTCDateTime
-
-if TYPE_CHECKING:
-    from plaza.chat.views import StoredMessage
 
 _Q = TypeVar("_Q")
 
@@ -245,109 +242,116 @@ async def take_seq(
     return result.one_or_none()
 
 
-_LOCK_CONVERSATIONS = _by_dialect(
-    lambda dialect: (
-        select(conversations.c.id, conversations.c.last_seq)
-        .where(_among(conversations.c.id, "ids", dialect))
-        .order_by(conversations.c.id)
-        .with_for_update()
-    )
+class NewMessage(NamedTuple):
+    """A member's send, with its id, before it is stored."""
+
+    id: int
+    conversation_id: int
+    sender_id: int
+    client_msg_id: str
+    content: str
+    message_type: str
+
+
+# PostgreSQL: the whole batch in one call of the function of migration 0005, which is one round trip
+# and, on a connection outside a transaction, one transaction: no BEGIN and COMMIT round trips.
+_STORE_SENDS_PG = text(
+    "SELECT * FROM plaza_store_messages(:ids, :conversation_ids, :sender_ids, :client_msg_ids, "
+    ":contents, :types, :now)"
+).bindparams(
+    bindparam("now", type_=UTCDateTime),
+    *(
+        bindparam(name, type_=ARRAY(BigInteger))
+        for name in ("ids", "conversation_ids", "sender_ids")
+    ),
+    *(bindparam(name, type_=ARRAY(Text)) for name in ("client_msg_ids", "contents", "types")),
 )
-
-
-async def lock_conversations(conn: AsyncConnection, ids: Collection[int]) -> dict[int, int]:
-    """The last_seq of each known conversation, its row locked until the transaction ends so that its
-    next seqs are this transaction's to take (`store_messages`). Rows are locked in id order, so two
-    processes' batches never deadlock; on SQLite, BEGIN IMMEDIATE has serialised writers already."""
-    if not ids:
-        return {}
-    found = await conn.execute(_LOCK_CONVERSATIONS[conn.dialect.name], {"ids": sorted(ids)})
-    return dict(found.all())
-
-
+_LAST_SEQS = (  # SQLite: BEGIN IMMEDIATE has locked the database for the transaction already
+    select(conversations.c.id, conversations.c.last_seq)
+    .where(conversations.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(conversations.c.id)
+)
 _INSERT_MESSAGES = insert(messages)
 _SET_LAST_SEQ = (
     update(conversations)
     .where(conversations.c.id == bindparam("b_id"))
     .values(last_seq=bindparam("b_seq"), last_activity_at=bindparam("b_now"))
 )
-# PostgreSQL: the whole batch in one statement (and one round trip), its rows as arrays.
-_STORE_MESSAGES_PG = text(
-    """
-    WITH seqs AS (
-        UPDATE conversations AS c SET last_seq = v.last_seq, last_activity_at = :now
-        FROM unnest(:conversation_ids, :last_seqs) AS v (id, last_seq)
-        WHERE c.id = v.id
-    ), stored AS (
-        INSERT INTO messages
-            (id, conversation_id, seq, sender_id, client_msg_id, content, message_type, created_at)
-        SELECT v.*, :now FROM unnest(
-            :ids, :message_conversation_ids, :seqs, :sender_ids, :client_msg_ids, :contents, :types
-        ) AS v
-    )
-    UPDATE conversation_members AS m
-    SET read_seq = greatest(m.read_seq, v.seq), delivered_seq = greatest(m.delivered_seq, v.seq)
-    FROM unnest(:read_conversation_ids, :read_user_ids, :read_seqs) AS v (conversation_id, user_id, seq)
-    WHERE m.conversation_id = v.conversation_id AND m.user_id = v.user_id AND m.left_at IS NULL
-    """
-).bindparams(
-    bindparam("now", type_=UTCDateTime),
-    *(
-        bindparam(name, type_=ARRAY(BigInteger))
-        for name in (
-            "conversation_ids",
-            "last_seqs",
-            "ids",
-            "message_conversation_ids",
-            "seqs",
-            "sender_ids",
-            "read_conversation_ids",
-            "read_user_ids",
-            "read_seqs",
-        )
-    ),
-    *(bindparam(name, type_=ARRAY(Text)) for name in ("client_msg_ids", "contents", "types")),
-)
 
 
-async def store_messages(
-    conn: AsyncConnection,
-    last_seqs: dict[int, int],
-    now: dt.datetime,
-    rows: Sequence[StoredMessage],
-) -> None:
-    """Insert members' messages, set each conversation's last_seq (locked by `lock_conversations`)
-    and its activity time, and move each sender's cursors up to their newest message: what one sends
-    one has read. Every message was created at `now`. Raises IntegrityError (the transaction is spoiled) on a repeated client_msg_id."""
-    if not rows:
-        return
-    read = sorted({(r.conversation_id, r.sender_id): r.seq for r in rows}.items())
+async def store_sends(
+    conn: AsyncConnection, sends: Sequence[NewMessage], now: dt.datetime
+) -> tuple[list[int | None], dict[int, list[int]]]:
+    """Store members' sends, all created at `now`: each gets its conversation's next seq, in the
+    order given; each conversation's last_seq and activity time move up, and each sender's cursors
+    too (what one sends one has read). A sender who is not a member, or a conversation that does not
+    exist, stores nothing. Returns each send's seq (None if not stored) and the current members, in
+    the order they joined, of the conversations that have any.
+
+    On PostgreSQL this is one statement, atomic by itself: call it outside a transaction
+    (`Database.write_alone`). On SQLite it runs in the caller's write transaction, whose BEGIN
+    IMMEDIATE has serialised writers. Raises IntegrityError, storing nothing, if a (sender,
+    client_msg_id) is stored already; a seq is never skipped."""
+    if not sends:
+        return [], {}
     if conn.dialect.name == "postgresql":
-        await conn.execute(
-            _STORE_MESSAGES_PG,
-            {
-                "now": now,
-                "conversation_ids": list(last_seqs),
-                "last_seqs": list(last_seqs.values()),
-                "ids": [r.id for r in rows],
-                "message_conversation_ids": [r.conversation_id for r in rows],
-                "seqs": [r.seq for r in rows],
-                "sender_ids": [r.sender_id for r in rows],
-                "client_msg_ids": [r.client_msg_id for r in rows],
-                "contents": [r.content for r in rows],
-                "types": [r.message_type for r in rows],
-                "read_conversation_ids": [c for (c, _), _ in read],
-                "read_user_ids": [u for (_, u), _ in read],
-                "read_seqs": [seq for _, seq in read],
-            },
-        )
-        return
-    await conn.execute(
-        _SET_LAST_SEQ,
-        [{"b_id": cid, "b_seq": seq, "b_now": now} for cid, seq in last_seqs.items()],
+        return await _store_sends_pg(conn, sends, now)
+    return await _store_sends_sqlite(conn, sends, now)
+
+
+async def _store_sends_pg(
+    conn: AsyncConnection, sends: Sequence[NewMessage], now: dt.datetime
+) -> tuple[list[int | None], dict[int, list[int]]]:
+    found = await conn.execute(
+        _STORE_SENDS_PG,
+        {
+            "ids": [s.id for s in sends],
+            "conversation_ids": [s.conversation_id for s in sends],
+            "sender_ids": [s.sender_id for s in sends],
+            "client_msg_ids": [s.client_msg_id for s in sends],
+            "contents": [s.content for s in sends],
+            "types": [s.message_type for s in sends],
+            "now": now,
+        },
     )
-    await conn.execute(_INSERT_MESSAGES, [vars(r) for r in rows])
-    await advance_members(conn, [(c, u, seq, seq) for (c, u), seq in read])
+    members: dict[int, list[int]] = {}
+    given: dict[int, Iterator[int | None]] = {}  # per conversation, its sends' seqs in order
+    for cid, member_list, seqs in found:
+        members[cid], given[cid] = member_list, iter(seqs)
+    none: Iterator[int | None] = iter(())  # an unknown conversation
+    return [next(given.get(s.conversation_id, none), None) for s in sends], members
+
+
+async def _store_sends_sqlite(
+    conn: AsyncConnection, sends: Sequence[NewMessage], now: dt.datetime
+) -> tuple[list[int | None], dict[int, list[int]]]:
+    wanted = sorted({s.conversation_id for s in sends})
+    last_seqs: dict[int, int] = dict((await conn.execute(_LAST_SEQS, {"ids": wanted})).all())
+    current = await member_ids(conn, sorted(last_seqs))
+    members = {cid: ids for cid, ids in current.items() if ids}
+    allowed = {cid: set(ids) for cid, ids in members.items()}
+    seqs: list[int | None] = []
+    read: dict[tuple[int, int], int] = {}  # (conversation, sender) -> the sender's newest seq
+    for send in sends:
+        cid = send.conversation_id
+        if send.sender_id not in allowed.get(cid, ()):
+            seqs.append(None)
+            continue
+        last_seqs[cid] = read[cid, send.sender_id] = last_seqs[cid] + 1
+        seqs.append(last_seqs[cid])
+    stored = [
+        {**send._asdict(), "seq": seq, "created_at": now}
+        for send, seq in zip(sends, seqs, strict=True)
+        if seq is not None
+    ]
+    if stored:
+        moved = {c for c, _ in read}
+        await conn.execute(
+            _SET_LAST_SEQ, [{"b_id": c, "b_seq": last_seqs[c], "b_now": now} for c in sorted(moved)]
+        )
+        await conn.execute(_INSERT_MESSAGES, stored)
+        await advance_members(conn, [(c, u, seq, seq) for (c, u), seq in read.items()])
+    return seqs, members
 
 
 async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:

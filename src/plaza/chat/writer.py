@@ -1,7 +1,9 @@
 """Storing members' messages: the sends that queue behind one write share the next transaction.
 
-A batch is three statements however many sends it holds: lock the conversations' rows (in id order),
-read their members, then store every message, seq and sender's cursor at once. Every send still gets
+A batch is one statement on PostgreSQL however many sends it holds, and a transaction by itself: a
+function (migration 0005) locks the conversations' rows in id order, reads their members, and stores
+every message, seq and sender's cursor at once (`store.store_sends`; on SQLite, statement by statement
+in a write transaction). Every send still gets
 its own outcome (its message, the original of a retried client_msg_id, or its error).
 """
 
@@ -56,7 +58,7 @@ class MessageWriter:
         for one: the unique constraint catches it, and the batch is written again, `retries` looked
         up first."""
         try:
-            async with self.db.write() as conn:
+            async with self.db.write_alone() as conn:
                 return await self._write_in(conn, drafts, retries=retries)
         except IntegrityError:
             if not retries:
@@ -84,42 +86,33 @@ class MessageWriter:
         first: dict[
             tuple[int, str], int
         ] = {}  # a client_msg_id sent twice in one batch is one send
-        new: dict[int, list[int]] = {}  # conversation -> indexes of the drafts to store there
         for i, key in enumerate(keys):
             if key not in originals and key not in first:
                 first[key] = i
-                new.setdefault(drafts[i].conversation_id, []).append(i)
-        last_seqs = await store.lock_conversations(conn, new)
-        wanted = set(last_seqs) | {int(row.conversation_id) for row in originals.values()}
-        members = await store.member_ids(conn, sorted(wanted))
-
+        sends = [
+            store.NewMessage(
+                self.ids.next(),
+                d.conversation_id,
+                d.sender_id,
+                d.client_msg_id,
+                d.content,
+                d.message_type,
+            )
+            for d in (drafts[i] for i in first.values())
+        ]
         now = self.now()
-        outcomes: list[Outcome | None] = [None] * len(drafts)
-        stored: list[StoredMessage] = []
-        for cid, indexes in new.items():
-            seq = last_seqs.get(cid)
-            for i in indexes:
-                draft = drafts[i]
-                if seq is None or draft.sender_id not in members[cid]:
-                    outcomes[i] = conversation_not_found()
-                    continue
-                seq += 1
-                message = StoredMessage(
-                    id=self.ids.next(),
-                    conversation_id=cid,
-                    seq=seq,
-                    sender_id=draft.sender_id,
-                    client_msg_id=draft.client_msg_id,
-                    content=draft.content,
-                    message_type=draft.message_type,
-                    created_at=now,
-                )
-                stored.append(message)
-                outcomes[i] = Stored(message, members[cid], fresh=True)
-            if seq is not None:
-                last_seqs[cid] = seq
-        await store.store_messages(conn, last_seqs, now, stored)
+        seqs, members = await store.store_sends(conn, sends, now)
+        unknown = {int(r.conversation_id) for r in originals.values()} - members.keys()
+        if unknown:
+            members |= await store.member_ids(conn, sorted(unknown))
 
+        outcomes: list[Outcome | None] = [None] * len(drafts)
+        for i, send, seq in zip(first.values(), sends, seqs, strict=True):
+            if seq is None:
+                outcomes[i] = conversation_not_found()
+                continue
+            message = StoredMessage(created_at=now, seq=seq, **send._asdict())
+            outcomes[i] = Stored(message, members[send.conversation_id], fresh=True)
         for i, key in enumerate(keys):
             if outcomes[i] is not None:
                 continue

@@ -123,6 +123,18 @@ class Database:
             yield conn
 
     @asynccontextmanager
+    async def write_alone(self) -> AsyncIterator[AsyncConnection]:
+        """For a write that is one statement on PostgreSQL (or statements each atomic by itself):
+        there it runs outside a transaction, its own, without BEGIN and COMMIT round trips. On
+        SQLite it is a write transaction, as `write()`."""
+        if self.dialect != "postgresql":
+            async with self.write() as conn:
+                yield conn
+            return
+        async with self._reader.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self._reader.connect() as conn:
             yield conn
