@@ -161,7 +161,6 @@ async def _start_background(platform: Platform, services: Services) -> Backgroun
 
 
 NEVER = 2**31 - 1  # a collector threshold that is never reached
-MIDDLE_EVERY = 3  # the middle generation is collected with every third young one
 
 
 def _settle_garbage_collector(young_threshold: int, full_every_s: float) -> None:
@@ -189,7 +188,7 @@ def _settle_garbage_collector(young_threshold: int, full_every_s: float) -> None
     it builds a new one. At 10,000 connections the count hardly moves while 150,000 young objects
     pile up, and the collection that finally comes walks them all: 50-150 ms, the whole p99 of chat
     delivery. So young collections also run on a timer, PLAZA_GC_YOUNG_EVERY_S (0.1 s), each then
-    walking a tenth of a second's worth of objects (`_collect_young_every`).
+    walking a tenth of a second's worth of objects, once (`_collect_young_every`).
     """
     gc.collect()
     gc.freeze()
@@ -199,12 +198,12 @@ def _settle_garbage_collector(young_threshold: int, full_every_s: float) -> None
 
 async def _collect_young_every(interval_s: float) -> None:
     """Young collections on a timer as well (see `_settle_garbage_collector`): every `interval_s` the
-    youngest generation, every MIDDLE_EVERY-th time the middle one too."""
-    beats = 0
+    youngest two generations together. Collected alone, the youngest would hand its survivors to the
+    middle one, whose collection walks them a second time; together, a survivor is walked once, then
+    is old."""
     while True:
         await asyncio.sleep(interval_s)
-        beats += 1
-        gc.collect(1 if beats % MIDDLE_EVERY == 0 else 0)
+        gc.collect(1)
 
 
 async def _collect_fully_every(interval_s: float) -> None:
