@@ -34,7 +34,7 @@ from plaza.feed.fastpath import FeedFastPath
 from plaza.links import api as links_api
 from plaza.links.analytics import purge_processed_batches, run_consumer
 from plaza.links.redirect import RedirectFastPath, Redirector
-from plaza.platform.clock import Clock
+from plaza.platform.clock import Clock, every
 from plaza.platform.consumer import run_consumer as consume
 from plaza.platform.errors import install_error_handlers
 from plaza.platform.http import RequestContextMiddleware
@@ -179,7 +179,7 @@ def _settle_garbage_collector(young_threshold: int, full_every_s: float) -> None
     chain anew, so the chains of all connections keep being promoted, and CPython's own rule (a
     quarter of the old generation promoted since the last one) brought a full collection, about a
     second at 10,000 connections, every 20-30 s. With PLAZA_GC_FULL_EVERY_S, full collections run on
-    that timer instead (`_collect_fully_every`); cycles that live long enough to reach the old
+    that timer instead (`_collect_fully`); cycles that live long enough to reach the old
     generation wait for it, so memory may hold that long's worth of them.
 
     Nor does the allocation count bound a young collection's work under many WebSockets. CPython
@@ -188,7 +188,7 @@ def _settle_garbage_collector(young_threshold: int, full_every_s: float) -> None
     it builds a new one. At 10,000 connections the count hardly moves while 150,000 young objects
     pile up, and the collection that finally comes walks them all: 50-150 ms, the whole p99 of chat
     delivery. So young collections also run on a timer, PLAZA_GC_YOUNG_EVERY_S (0.1 s), each then
-    walking a tenth of a second's worth of objects, once (`_collect_young_every`).
+    walking a tenth of a second's worth of objects, once (`_collect_young`).
     """
     gc.collect()
     gc.freeze()
@@ -196,24 +196,19 @@ def _settle_garbage_collector(young_threshold: int, full_every_s: float) -> None
     gc.set_threshold(young_threshold, middle, NEVER if full_every_s > 0 else old)
 
 
-async def _collect_young_every(interval_s: float) -> None:
-    """Young collections on a timer as well (see `_settle_garbage_collector`): every `interval_s` the
-    youngest two generations together. Collected alone, the youngest would hand its survivors to the
-    middle one, whose collection walks them a second time; together, a survivor is walked once, then
-    is old."""
-    while True:
-        await asyncio.sleep(interval_s)
-        gc.collect(1)
+async def _collect_young() -> None:
+    """A young collection (see `_settle_garbage_collector`): the youngest two generations together.
+    Collected alone, the youngest would hand its survivors to the middle one, whose collection walks
+    them a second time; together, a survivor is walked once, then is old."""
+    gc.collect(1)
 
 
-async def _collect_fully_every(interval_s: float) -> None:
-    """Full garbage collections on a timer (see `_settle_garbage_collector`)."""
-    while True:
-        await asyncio.sleep(interval_s)
-        started = time.perf_counter()
-        collected = gc.collect()
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-        log.info("full garbage collection", collected=collected, duration_ms=elapsed_ms)
+async def _collect_fully() -> None:
+    """A full collection, on PLAZA_GC_FULL_EVERY_S's timer (see `_settle_garbage_collector`)."""
+    started = time.perf_counter()
+    collected = gc.collect()
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    log.info("full garbage collection", collected=collected, duration_ms=elapsed_ms)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> RedirectFastPath:
@@ -231,11 +226,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         _settle_garbage_collector(settings.gc_young_threshold, settings.gc_full_every_s)
         if settings.gc_young_every_s > 0:
             background.start(
-                "gc-young", _collect_young_every(settings.gc_young_every_s), graceful=False
+                "gc-young", every(settings.gc_young_every_s, _collect_young), graceful=False
             )
         if settings.gc_full_every_s > 0:
             background.start(
-                "gc-full", _collect_fully_every(settings.gc_full_every_s), graceful=False
+                "gc-full", every(settings.gc_full_every_s, _collect_fully), graceful=False
             )
         front.redirector = Redirector(
             cache=services.cache,

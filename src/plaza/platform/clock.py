@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+__all__ = ["Clock", "FakeClock", "SystemClock", "every"]
+
+
+async def every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+    """Run `job` every `interval_s` seconds (after each sleep, not on the dot), until cancelled."""
+    while True:
+        await asyncio.sleep(interval_s)
+        await job()
 
 
 class Clock(Protocol):

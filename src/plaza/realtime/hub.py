@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from plaza.accounts.service import User
+from plaza.platform.clock import every
 from plaza.platform.errors import unavailable
 from plaza.platform.metrics import Metrics
 from plaza.realtime.presence import Audience, Presence
@@ -141,11 +142,9 @@ class RealtimeHub:
             "realtime-relay": self.sessions.listen(),
             "realtime-registry": self.sessions.refresh(self.heartbeat_s),
             "realtime-presence": self.presence.run(self.heartbeat_s),
-            "realtime-devices": _every(DEVICES_SEEN_EVERY_S, self.report_devices),
+            "realtime-devices": every(DEVICES_SEEN_EVERY_S, self.report_devices),
             # A silent connection is closed within a quarter of the timeout after it (5 s at most).
-            "realtime-idle": _every(
-                min(self.idle_timeout_s / 4, IDLE_SWEEP_MAX_S), self.close_idle
-            ),
+            "realtime-idle": every(min(self.idle_timeout_s / 4, IDLE_SWEEP_MAX_S), self.close_idle),
         }
 
     async def drain(self) -> None:
@@ -162,9 +161,3 @@ class RealtimeHub:
         if self._reports:
             await asyncio.wait(set(self._reports), timeout=DRAIN_GRACE_S)
         await self.sessions.stop()
-
-
-async def _every(interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        await job()

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import structlog
 
+from plaza.platform.clock import every
 from plaza.platform.kv import KV, PortUnavailable
 from plaza.platform.metrics import Metrics
 from plaza.platform.pubsub import Message, PubSub, Subscription
@@ -223,13 +224,14 @@ class Sessions:
 
     async def refresh(self, interval_s: float) -> None:
         """Heartbeat of the registry: keep the slot and every local user's entry alive; until cancelled."""
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self._keep_slot()
-                await self._announce(list(self._by_user))
-            except PortUnavailable:
-                log.warning("session registry unavailable; entries will be renewed next beat")
+        await every(interval_s, self._renew)
+
+    async def _renew(self) -> None:
+        try:
+            await self._keep_slot()
+            await self._announce(list(self._by_user))
+        except PortUnavailable:
+            log.warning("session registry unavailable; entries will be renewed next beat")
 
     async def stop(self) -> None:
         """Leave the registry (other processes stop sending here) and close the channel."""
