@@ -1,8 +1,9 @@
 """Offline push, the sending side: after a message is stored, one event on the durable `push` stream
 names its recipients that have no connection anywhere; the notifier (`notifier.py`) delivers it.
 
-Nothing here may slow or break a send: the check and the append run in a task of their own after the
-commit, and a stream outage is logged and forgotten. Pushes are best effort: a message whose push was
+Nothing here may slow or break a send: recipients connected to this process are passed over at once,
+the check of the others and the append run in a task of their own after the commit, and a stream
+outage is logged and forgotten. Pushes are best effort: a message whose push was
 lost still reaches every device on its next sync.
 """
 
@@ -31,6 +32,9 @@ MAX_IN_FLIGHT = 1_000  # appends waiting on a slow stream; beyond, pushes are dr
 class Presence(Protocol):
     """The realtime layer, as offline push sees it."""
 
+    def has_local(self, user_id: int) -> bool:
+        """Whether the user has a connection on this process (known without a round trip)."""
+
     async def connected(self, user_ids: Collection[int]) -> set[int]: ...
 
 
@@ -40,13 +44,17 @@ class OfflinePush:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def message_stored(self, message: Mapping[str, Any], recipients: Collection[int]) -> None:
-        """Queue the push of a committed message (its client view) to whichever recipients are offline."""
-        if not recipients:
+        """Queue the push of a committed message (its client view) to whichever recipients are offline.
+
+        Recipients connected to this process are known at once; only the others (none, when every
+        member is online here) cost a task and a look at the session registry."""
+        away = [user_id for user_id in recipients if not self._presence.has_local(user_id)]
+        if not away:
             return
         if len(self._tasks) >= MAX_IN_FLIGHT:
             log.warning("offline push dropped: too many waiting", message_id=message["id"])
             return
-        task = asyncio.create_task(self._enqueue(message, list(recipients)), name="push-enqueue")
+        task = asyncio.create_task(self._enqueue(message, away), name="push-enqueue")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -131,6 +131,10 @@ class RealtimeHub:
         """
         await self.sessions.deliver(user_ids, frame, exclude=exclude, since=since)
 
+    def has_local(self, user_id: int) -> bool:
+        """Whether the user has a connection on this process."""
+        return self.sessions.has_local(user_id)
+
     async def connected(self, user_ids: Collection[int]) -> set[int]:
         """Which of these users have at least one connection, on any process."""
         return await self.sessions.connected(user_ids)
