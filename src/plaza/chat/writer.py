@@ -3,8 +3,8 @@
 A batch is one statement on PostgreSQL however many sends it holds, and a transaction by itself: a
 function (migration 0005) locks the conversations' rows in id order, reads their members, and stores
 every message, seq and sender's cursor at once (`store.store_sends`; on SQLite, statement by statement
-in a write transaction). Every send still gets
-its own outcome (its message, the original of a retried client_msg_id, or its error).
+in a write transaction). Every send still gets its own outcome (its message, the original of a retried
+client_msg_id, or its error).
 """
 
 from __future__ import annotations
@@ -83,9 +83,8 @@ class MessageWriter:
     ) -> list[Outcome]:
         keys = [(d.sender_id, d.client_msg_id) for d in drafts]
         originals = await store.messages_by_client_ids(conn, set(keys)) if retries else {}
-        first: dict[
-            tuple[int, str], int
-        ] = {}  # a client_msg_id sent twice in one batch is one send
+        # A client_msg_id sent twice in one batch is one send: the index of its first draft.
+        first: dict[tuple[int, str], int] = {}
         for i, key in enumerate(keys):
             if key not in originals and key not in first:
                 first[key] = i
