@@ -16,6 +16,7 @@ from typing import Protocol, cast
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
+from redis.driver_info import DriverInfo
 
 from plaza.platform.breaker import Breaker, guarded
 from plaza.platform.clock import Clock, SystemClock
@@ -73,6 +74,9 @@ def redis_client(url: str, breaker: Breaker | None = None) -> aioredis.Redis:
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=SOCKET_TIMEOUT_S,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        # Given once: without it, every new connection reads redis-py's version from the installed
+        # packages' metadata (a scan of site-packages), a 0.5-40 ms stall of the event loop each.
+        driver_info=DriverInfo(),
     )
     pool.connection_class = guarded(pool.connection_class, breaker or Breaker())
     return aioredis.Redis.from_pool(pool)
