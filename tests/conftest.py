@@ -183,6 +183,13 @@ def sqlite_url(sqlite_template: str, tmp_path: os.PathLike[str]) -> str:
     return f"sqlite+aiosqlite:///{target}"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def migrated_url(request: pytest.FixtureRequest) -> str:
+    """A migrated database of this test's own, once on SQLite and once on PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "pg_database_url"
+    return str(request.getfixturevalue(name))
+
+
 @pytest.fixture
 def pg_database_url(pg_template: str) -> Iterator[str]:
     """A migrated PostgreSQL database of this test's own, dropped afterwards."""

@@ -17,17 +17,13 @@ from plaza.platform.ids import SnowflakeIds
 ALICE, BOB, CAROL = 1, 2, 3
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest) -> str:
-    name = "sqlite_url" if request.param == "sqlite" else "pg_database_url"
-    return str(request.getfixturevalue(name))
-
-
 @pytest.mark.anyio
-async def test_sends_that_waited_for_a_membership_change_see_its_outcome(url: str) -> None:
+async def test_sends_that_waited_for_a_membership_change_see_its_outcome(
+    migrated_url: str,
+) -> None:
     """Bob is removed and Carol added while Alice's and Bob's sends wait for the conversation: once
     the change commits, Bob's send stores nothing and Alice's message goes to Alice and Carol."""
-    db = Database.from_url(url)
+    db = Database.from_url(migrated_url)
     writer = MessageWriter(db, SnowflakeIds(1), utcnow)
     now = utcnow()
     try:

@@ -12,12 +12,6 @@ from plaza.platform.db import Database
 from plaza.platform.schema import include_name, metadata
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def migrated_url(request: pytest.FixtureRequest) -> str:
-    name = "sqlite_url" if request.param == "sqlite" else "pg_database_url"
-    return str(request.getfixturevalue(name))
-
-
 @pytest.mark.anyio
 async def test_migrated_schema_matches_the_code(migrated_url: str) -> None:
     db = Database.from_url(migrated_url)
