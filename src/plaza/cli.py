@@ -71,6 +71,8 @@ def _metrics_shared_by(workers: int) -> Iterator[None]:
 
 
 def _serve(host: str, port: int, workers: int, *, compression: bool) -> None:
+    from plaza.realtime.transport import FrameWriterProtocol
+
     uvicorn.run(
         "plaza.app:create_app",
         factory=True,
@@ -83,6 +85,7 @@ def _serve(host: str, port: int, workers: int, *, compression: bool) -> None:
         log_config=None,
         server_header=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        ws=FrameWriterProtocol,  # uvicorn's, plus frames encoded once per broadcast
         ws_max_size=WS_MAX_MESSAGE_BYTES,
         ws_per_message_deflate=compression,
         # Dead connections are found by the gateway's idle timeout (clients ping every heartbeat_s):

@@ -33,6 +33,7 @@ from plaza.realtime.protocol import (
 )
 from plaza.realtime.session import Session
 from plaza.realtime.sessions import TooManyConnections
+from plaza.realtime.transport import FRAMES_EXTENSION
 from plaza.web.cookies import SESSION_COOKIE, same_origin
 
 __all__ = ["GatewayFastPath", "websocket_endpoint"]
@@ -144,12 +145,14 @@ async def _serve(
     async def send_text(text: str) -> None:
         await send({"type": "websocket.send", "text": text})
 
+    frames = websocket.scope.get("extensions", {}).get(FRAMES_EXTENSION)
     session = Session(
         user,
         device_id,
         send_text=send_text,
         close=websocket.close,
         queue_size=hub.queue_size,
+        write_frame=frames["write"] if frames else None,
     )
     session.on_overflow = hub.metrics.ws_kicked.inc
     session.on_written = hub.metrics.ws_delivery_seconds.observe

@@ -5,29 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import types
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Final
 
 from plaza.accounts.service import User
 from plaza.realtime.protocol import CLOSE_TRY_AGAIN, encode, reconnect_frame
+from plaza.realtime.transport import text_frame
 
 __all__ = ["Session"]
 
 SendText = Callable[[str], Coroutine[Any, Any, None]]
 Close = Callable[[int, str], Awaitable[None]]
+WriteFrame = Callable[[bytes], bool]  # the server's `plaza.frames` write (realtime/transport.py)
 
 # A client that fell behind comes back soon: it is one client, not a whole server's worth.
 SLOW_CLIENT_RECONNECT_MS = 2_000
 _END: Final = object()  # queued last: the writer stops after the frames before it
-
-
-class _Unfinished:
-    """A frame written at once (`Session._write_now`) whose send had to wait: the writer finishes it."""
-
-    def __init__(self, send: Coroutine[Any, Any, None], waiting: Any, since: float | None) -> None:
-        self.send, self.waiting, self.since = send, waiting, since
 
 
 class _Failed:
@@ -37,28 +31,15 @@ class _Failed:
         self.error = error
 
 
-@types.coroutine
-def _finish(send: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
-    """Drive `send`, started elsewhere and now awaiting `waiting`, to its end in the current task:
-    the task waits for what the send waits for, and hands back what it hears."""
-    while True:
-        try:
-            yield waiting
-        except BaseException as exc:  # cancelled, say: the send hears of it as it would have
-            try:
-                waiting = send.throw(exc)
-            except StopIteration:
-                return
-            continue
-        try:
-            waiting = send.send(None)
-        except StopIteration:
-            return
-
-
 class Session:
     """Frames to the client are written in order: at once while nothing is queued (the usual case),
     else through one queue, written by `pump()`.
+
+    Written at once means from the caller's own task, through the server's `plaza.frames` extension
+    (`write_frame`, realtime/transport.py): a frame through the queue costs a wake-up of the writer,
+    and the new chain its wait builds is one more for the garbage collector to walk. Where the server
+    has no such extension (a test client), or the socket's buffer is full, frames go through the
+    queue and the server's ASGI `send`.
 
     `push` never waits: deliveries to a client that cannot keep up fill its queue, and it is then told to
     reconnect (and sync) rather than hold the sender or grow without bound. `reply` answers the client's
@@ -73,6 +54,7 @@ class Session:
         send_text: SendText,
         close: Close,
         queue_size: int,
+        write_frame: WriteFrame | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.user = user
@@ -84,7 +66,7 @@ class Session:
         )  # set once the writer is done (close sent, or the client gone)
         self.on_overflow: Callable[[], None] = lambda: None
         self.on_written: Callable[[float], None] = lambda _seconds: None
-        self._send_text, self._close = send_text, close
+        self._send_text, self._close, self._write_frame = send_text, close, write_frame
         self._queue: asyncio.Queue[object] = asyncio.Queue(queue_size)
         self._closing: tuple[int, str, str | None] | None = None
         self._idle = False  # the writer waits on an empty queue: a frame may be written at once
@@ -93,16 +75,18 @@ class Session:
     def closing(self) -> bool:
         return self._closing is not None
 
-    def push(self, text: str, since: float | None = None) -> None:
+    def push(self, text: str, since: float | None = None, frame: bytes | None = None) -> None:
         """Write an encoded frame, or queue it; a full queue means the client is told to reconnect.
 
         `since` (wall-clock seconds): when what the frame carries happened, e.g. a message's commit;
-        `on_written` hears how long it took to reach the socket.
+        `on_written` hears how long it took to reach the socket. `frame`: `text` as a whole WebSocket
+        frame (`text_frame`), if the caller has it: a broadcast encodes it once for every recipient.
         """
         if self._closing is not None:
             return
-        if self._idle and self._queue.empty():
-            self._write_now(text, since)
+        if self._written_at_once(text, frame):
+            if since is not None:
+                self.on_written(time.time() - since)
             return
         try:
             self._queue.put_nowait(text if since is None else (text, since))
@@ -116,29 +100,20 @@ class Session:
         """Answer this client's own frame: written at once, else queued, waiting for room if need be."""
         if self._closing is not None:
             return
-        if self._idle and self._queue.empty():
-            self._write_now(encode(frame), None)
-        else:
-            await self._queue.put(encode(frame))
+        text = encode(frame)
+        if not self._written_at_once(text, None):
+            await self._queue.put(text)
 
-    def _write_now(self, text: str, since: float | None) -> None:
-        """Write a frame from the caller's own task while the writer has nothing queued: a frame
-        through the queue costs a wake-up of the writer, and the new chain its wait builds is one more
-        for the garbage collector to walk. The server's `send` returns at once unless the socket's
-        buffer is full; if it waits instead, the writer finishes it, and frames queue behind it."""
-        send = self._send_text(text)
+    def _written_at_once(self, text: str, frame: bytes | None) -> bool:
+        """Whether the frame went to the socket now; False: it must queue (as must those after it)."""
+        if self._write_frame is None or not self._idle or not self._queue.empty():
+            return False
         try:
-            waiting = send.send(None)
-        except StopIteration:
-            if since is not None:
-                self.on_written(time.time() - since)
-            return
-        except Exception as exc:
+            return self._write_frame(frame if frame is not None else text_frame(text.encode()))
+        except Exception as exc:  # the client is gone: the writer raises it, ending the connection
             self._idle = False
             self._queue.put_nowait(_Failed(exc))
-            return
-        self._idle = False
-        self._queue.put_nowait(_Unfinished(send, waiting, since))
+            return False
 
     def close(
         self,
@@ -175,10 +150,6 @@ class Session:
                     text, since = item
                     await self._send_text(text)
                     self.on_written(time.time() - since)
-                elif isinstance(item, _Unfinished):
-                    await _finish(item.send, item.waiting)
-                    if item.since is not None:
-                        self.on_written(time.time() - item.since)
                 else:
                     assert isinstance(item, _Failed)
                     raise item.error
@@ -202,6 +173,4 @@ class Session:
         # Emptying the queue also wakes any `reply` waiting for room; it then returns at once.
         with contextlib.suppress(asyncio.QueueEmpty):
             while True:
-                item = self._queue.get_nowait()
-                if isinstance(item, _Unfinished):
-                    item.send.close()
+                self._queue.get_nowait()

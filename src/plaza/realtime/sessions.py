@@ -25,6 +25,7 @@ from plaza.platform.metrics import Metrics
 from plaza.platform.pubsub import Message, PubSub, Subscription
 from plaza.realtime.protocol import encode
 from plaza.realtime.session import Session
+from plaza.realtime.transport import text_frame
 
 __all__ = ["MAX_NODES", "Sessions", "TooManyConnections"]
 
@@ -144,10 +145,11 @@ class Sessions:
         since: float | None = None,
     ) -> None:
         count = 0
+        frame = text_frame(text.encode())  # once, for every session written to at once
         for user_id in user_ids:
             for session in self._by_user.get(user_id, {}).values():
                 if session.id != exclude:
-                    session.push(text, since)
+                    session.push(text, since, frame)
                     count += 1
         if count:
             self._metrics.ws_frame("out", kind).inc(count)
