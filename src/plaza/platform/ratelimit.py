@@ -6,6 +6,7 @@ Both adapters do the same float arithmetic, so they agree to the token.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,18 +49,20 @@ def _check_cost(rate: Rate, cost: int) -> None:
 
 
 # The Lua twin of MemoryRateLimiter._decide, for every call of a batch in turn: KEYS[i] is call i's
-# bucket, ARGV[4i-3..4i] its capacity, period, cost and consume flag. Times are the Redis server's, in
-# microseconds, so the clocks of app processes do not matter. Numbers are formatted explicitly because
-# Lua's default number-to-string keeps only 14 digits.
+# bucket, and the i-th group of four numbers in ARGV[1] its capacity, period, cost and consume flag (one
+# argument for the batch: the client packs each argument separately, and most calls share their
+# numbers). Times are the Redis server's, in microseconds, so the clocks of app processes do not
+# matter. Numbers are formatted explicitly because Lua's default number-to-string keeps only 14 digits.
 _SCRIPT = """
 local epsilon = 1e-9
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local decisions = {}
-for i, key in ipairs(KEYS) do
-  local capacity = tonumber(ARGV[4 * i - 3])
-  local period_us = tonumber(ARGV[4 * i - 2])
-  local cost = tonumber(ARGV[4 * i - 1])
+local i = 0
+for capacity, period_us, cost, consume in string.gmatch(ARGV[1], '(%d+) (%d+) (%d+) (%d)') do
+  i = i + 1
+  local key = KEYS[i]
+  capacity, period_us, cost = tonumber(capacity), tonumber(period_us), tonumber(cost)
   local state = redis.call('HMGET', key, 'tokens', 'ts')
   local tokens = capacity
   if state[1] then
@@ -70,7 +73,7 @@ for i, key in ipairs(KEYS) do
     local wait_s = (cost - tokens) * period_us / capacity / 1000000
     decisions[i] = {0, math.floor(tokens + epsilon), math.max(1, math.ceil(wait_s - epsilon))}
   else
-    if ARGV[4 * i] == '1' then
+    if consume == '1' then
       tokens = math.max(0, tokens - cost)
       local full_in_ms = math.ceil((capacity - tokens) * period_us / capacity / 1000)
       redis.call('HSET', key, 'tokens', string.format('%.17g', tokens), 'ts', string.format('%d', now))
@@ -86,9 +89,7 @@ return decisions
 @dataclass(frozen=True)
 class _Call:
     key: str
-    rate: Rate
-    cost: int
-    consume: bool
+    spec: str  # the script's four numbers for it: capacity, period (µs), cost, consume
 
 
 class RedisRateLimiter:
@@ -105,25 +106,26 @@ class RedisRateLimiter:
         self._calls: Batcher[_Call, Decision] = Batcher(self._run)
 
     async def hit(self, key: str, rate: Rate, cost: int = 1) -> Decision:
-        _check_cost(rate, cost)
-        return await self._calls.submit(_Call(self._prefix + key, rate, cost, consume=True))
+        return await self._calls.submit(_Call(self._prefix + key, _spec(rate, cost, True)))
 
     async def peek(self, key: str, rate: Rate, cost: int = 1) -> Decision:
-        _check_cost(rate, cost)
-        return await self._calls.submit(_Call(self._prefix + key, rate, cost, consume=False))
+        return await self._calls.submit(_Call(self._prefix + key, _spec(rate, cost, False)))
 
     async def reset(self, key: str) -> None:
         with outage_as_unavailable("redis rate limiter"):
             await self._client.delete(self._prefix + key)
 
     async def _run(self, calls: Sequence[_Call]) -> list[Decision]:
-        args: list[int] = []
-        for call in calls:
-            period_us = round(call.rate.period_s * 1_000_000)
-            args += [call.rate.capacity, period_us, call.cost, int(call.consume)]
+        specs = " ".join([call.spec for call in calls])
         with outage_as_unavailable("redis rate limiter"):
-            replies = await self._script(keys=[call.key for call in calls], args=args)
+            replies = await self._script(keys=[call.key for call in calls], args=[specs])
         return [Decision(bool(allowed), int(left), int(wait)) for allowed, left, wait in replies]
+
+
+@functools.lru_cache(maxsize=256)
+def _spec(rate: Rate, cost: int, consume: bool) -> str:
+    _check_cost(rate, cost)
+    return f"{rate.capacity} {round(rate.period_s * 1_000_000)} {cost} {int(consume)}"
 
 
 @dataclass
