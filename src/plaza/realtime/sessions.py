@@ -145,10 +145,12 @@ class Sessions:
         since: float | None = None,
     ) -> None:
         count = 0
-        frame = text_frame(text.encode())  # once, for every session written to at once
+        frame: bytes | None = None  # encoded once, for every session written to at once
         for user_id in user_ids:
             for session in self._by_user.get(user_id, {}).values():
                 if session.id != exclude:
+                    if frame is None:
+                        frame = text_frame(text.encode())
                     session.push(text, since, frame)
                     count += 1
         if count:
