@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert
 
 from plaza.accounts.tables import users
@@ -66,5 +67,30 @@ async def test_sends_that_waited_for_a_membership_change_see_its_outcome(
         async with db.read() as conn:
             page = await store.messages_page(conn, cid, limit=10)
         assert [(m.seq, m.sender_id) for m in page] == [(2, ALICE)]
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.anyio
+async def test_a_kept_connection_answers_errors_as_sqlalchemy_and_stays_usable(
+    pg_database_url: str,
+) -> None:
+    """A statement's own error (a duplicate, a bad query) leaves the connection kept; the errors are
+    SQLAlchemy's, which callers already tell apart (IntegrityError for the writer's retries)."""
+    db = Database.from_url(pg_database_url)
+    kept = db.kept()
+    try:
+        await kept.fetch("CREATE TEMPORARY TABLE t (k int PRIMARY KEY)")
+        await kept.fetch("INSERT INTO t VALUES ($1)", 1)
+        with pytest.raises(sa_exc.IntegrityError):
+            await kept.fetch("INSERT INTO t VALUES ($1)", 1)
+        with pytest.raises(sa_exc.DBAPIError) as bad:
+            await kept.fetch("SELECT no_such_column FROM t")
+        assert not bad.value.connection_invalidated
+        # Still the same session: its temporary table is there, with the one row.
+        assert [tuple(r) for r in await kept.fetch("SELECT k FROM t")] == [(1,)]
+        assert db.engine.pool.checkedout() == 1
+        await kept.close()
+        assert db.engine.pool.checkedout() == 0
     finally:
         await db.dispose()

@@ -9,9 +9,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import post_together
+from tests.conftest import post_together, register
+from tests.integration.test_chat_messaging import conversation, history
 from tests.integration.test_overload import every_connection_held
 from tests.tcp_proxy import TcpProxy
+from tests.wsclient import online, send_message, token_of
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 
@@ -112,3 +114,36 @@ def test_database_down_while_every_connection_is_busy_is_not_ready(
         assert ready.json()["error"]["message"] == "Unavailable: database."
         assert ready.json()["checks"]["database"].startswith("error")
         proxy.start()
+
+
+def test_database_down_a_send_gets_an_error_and_the_next_one_after_is_stored(
+    app_factory: Any, pg_proxy: tuple[TcpProxy, str]
+) -> None:
+    """Chat's writer keeps its own connection: cut, it is replaced, and no seq is skipped."""
+    proxy, database_url = pg_proxy
+    client = app_factory(database_url=database_url)
+    alice, bob = register(client, "alice"), register(client, "bob")
+    cid = conversation(client, alice, "bob")
+    with online(client, token_of(alice)) as a, online(client, token_of(bob)) as b:
+        assert send_message(a, cid, "before")["seq"] == 1
+        proxy.stop()
+        a.send(
+            {
+                "type": "send",
+                "client_msg_id": "lost",
+                "conversation_id": cid,
+                "content": "during",
+                "message_type": "text",
+            }
+        )
+        error = a.expect("error")
+        assert (error["code"], error["ref"]) == ("service_unavailable", "lost")
+        proxy.start()
+        assert send_message(a, cid, "after")["seq"] == 2
+        delivered = b.expect("message", where=lambda f: f["message"]["content"] == "after")
+        assert delivered["message"]["seq"] == 2
+        a.settle()
+    assert [(m["seq"], m["content"]) for m in history(client, bob, cid)] == [
+        (1, "before"),
+        (2, "after"),
+    ]

@@ -10,7 +10,6 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     ColumnElement,
-    Text,
     and_,
     any_,
     bindparam,
@@ -20,7 +19,6 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     tuple_,
     update,
 )
@@ -29,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from plaza.chat.tables import conversation_members as members
 from plaza.chat.tables import conversations, messages, push_dead_letters
-from plaza.platform.db import AnyRow, UTCDateTime
+from plaza.platform.db import AnyRow, KeptConnection
 
 _Q = TypeVar("_Q")
 
@@ -255,17 +253,7 @@ class NewMessage(NamedTuple):
 
 # PostgreSQL: the whole batch in one call of the function of migration 0005, which is one round trip
 # and, on a connection outside a transaction, one transaction: no BEGIN and COMMIT round trips.
-_STORE_SENDS_PG = text(
-    "SELECT * FROM plaza_store_messages(:ids, :conversation_ids, :sender_ids, :client_msg_ids, "
-    ":contents, :types, :now)"
-).bindparams(
-    bindparam("now", type_=UTCDateTime),
-    *(
-        bindparam(name, type_=ARRAY(BigInteger))
-        for name in ("ids", "conversation_ids", "sender_ids")
-    ),
-    *(bindparam(name, type_=ARRAY(Text)) for name in ("client_msg_ids", "contents", "types")),
-)
+_STORE_SENDS_PG = "SELECT * FROM plaza_store_messages($1, $2, $3, $4, $5, $6, $7)"
 _LAST_SEQS = (  # SQLite: BEGIN IMMEDIATE has locked the database for the transaction already
     select(conversations.c.id, conversations.c.last_seq)
     .where(conversations.c.id.in_(bindparam("ids", expanding=True)))
@@ -280,7 +268,7 @@ _SET_LAST_SEQ = (
 
 
 async def store_sends(
-    conn: AsyncConnection, sends: Sequence[NewMessage], now: dt.datetime
+    conn: AsyncConnection | KeptConnection, sends: Sequence[NewMessage], now: dt.datetime
 ) -> tuple[list[int | None], dict[int, list[int]]]:
     """Store members' sends, all created at `now`: each gets its conversation's next seq, in the
     order given; each conversation's last_seq and activity time move up, and each sender's cursors
@@ -288,31 +276,29 @@ async def store_sends(
     exist, stores nothing. Returns each send's seq (None if not stored) and the current members, in
     the order they joined, of the conversations that have any.
 
-    On PostgreSQL this is one statement, atomic by itself: call it outside a transaction
-    (`Database.write_alone`). On SQLite it runs in the caller's write transaction, whose BEGIN
-    IMMEDIATE has serialised writers. Raises IntegrityError, storing nothing, if a (sender,
-    client_msg_id) is stored already; a seq is never skipped."""
+    On PostgreSQL (a KeptConnection) this is one statement, atomic by itself, outside any
+    transaction. On SQLite it runs in the caller's write transaction, whose BEGIN IMMEDIATE has
+    serialised writers. Raises IntegrityError, storing nothing, if a (sender, client_msg_id) is
+    stored already; a seq is never skipped."""
     if not sends:
         return [], {}
-    if conn.dialect.name == "postgresql":
+    if isinstance(conn, KeptConnection):
         return await _store_sends_pg(conn, sends, now)
     return await _store_sends_sqlite(conn, sends, now)
 
 
 async def _store_sends_pg(
-    conn: AsyncConnection, sends: Sequence[NewMessage], now: dt.datetime
+    conn: KeptConnection, sends: Sequence[NewMessage], now: dt.datetime
 ) -> tuple[list[int | None], dict[int, list[int]]]:
-    found = await conn.execute(
+    found = await conn.fetch(
         _STORE_SENDS_PG,
-        {
-            "ids": [s.id for s in sends],
-            "conversation_ids": [s.conversation_id for s in sends],
-            "sender_ids": [s.sender_id for s in sends],
-            "client_msg_ids": [s.client_msg_id for s in sends],
-            "contents": [s.content for s in sends],
-            "types": [s.message_type for s in sends],
-            "now": now,
-        },
+        [s.id for s in sends],
+        [s.conversation_id for s in sends],
+        [s.sender_id for s in sends],
+        [s.client_msg_id for s in sends],
+        [s.content for s in sends],
+        [s.message_type for s in sends],
+        now,
     )
     members: dict[int, list[int]] = {}
     given: dict[int, Iterator[int | None]] = {}  # per conversation, its sends' seqs in order

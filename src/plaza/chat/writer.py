@@ -2,8 +2,8 @@
 
 A batch is one statement on PostgreSQL however many sends it holds, and a transaction by itself: a
 function (migration 0005) locks the conversations' rows in id order, reads their members, and stores
-every message, seq and sender's cursor at once (`store.store_sends`; on SQLite, statement by statement
-in a write transaction). Every send still gets its own outcome (its message, the original of a retried
+every message, seq and sender's cursor at once (`store.store_sends`), on a connection the writer keeps
+(`Database.kept`: batches run one at a time). On SQLite, statement by statement in a write transaction. Every send still gets its own outcome (its message, the original of a retried
 client_msg_id, or its error).
 """
 
@@ -47,6 +47,7 @@ Outcome = Stored | Exception
 class MessageWriter:
     def __init__(self, db: Database, ids: SnowflakeIds, now: Callable[[], dt.datetime]) -> None:
         self.db, self.ids, self.now = db, ids, now
+        self._kept = db.kept() if db.dialect == "postgresql" else None
         self._batches: Batcher[Draft, Stored] = Batcher(self._write)
 
     async def store(self, draft: Draft) -> Stored:
@@ -58,6 +59,8 @@ class MessageWriter:
         for one: the unique constraint catches it, and the batch is written again, `retries` looked
         up first."""
         try:
+            if self._kept is not None and not retries:  # nothing to look up: no pooled connection
+                return await self._write_in(None, drafts, retries=False)
             async with self.db.write_alone() as conn:
                 return await self._write_in(conn, drafts, retries=retries)
         except IntegrityError:
@@ -79,10 +82,15 @@ class MessageWriter:
         return Stored(message, members, fresh=False)
 
     async def _write_in(
-        self, conn: AsyncConnection, drafts: Sequence[Draft], *, retries: bool
+        self, conn: AsyncConnection | None, drafts: Sequence[Draft], *, retries: bool
     ) -> list[Outcome]:
+        """`conn`: for what a batch looks up (`retries`) and, on SQLite, stores; on PostgreSQL the
+        batch is stored on the writer's own connection."""
         keys = [(d.sender_id, d.client_msg_id) for d in drafts]
-        originals = await store.messages_by_client_ids(conn, set(keys)) if retries else {}
+        originals = {}
+        if retries:
+            assert conn is not None
+            originals = await store.messages_by_client_ids(conn, set(keys))
         # A client_msg_id sent twice in one batch is one send: the index of its first draft.
         first: dict[tuple[int, str], int] = {}
         for i, key in enumerate(keys):
@@ -100,9 +108,12 @@ class MessageWriter:
             for d in (drafts[i] for i in first.values())
         ]
         now = self.now()
-        seqs, members = await store.store_sends(conn, sends, now)
+        target = self._kept if self._kept is not None else conn
+        assert target is not None
+        seqs, members = await store.store_sends(target, sends, now)
         unknown = {int(r.conversation_id) for r in originals.values()} - members.keys()
         if unknown:
+            assert conn is not None  # originals were looked up on it
             members |= await store.member_ids(conn, sorted(unknown))
 
         outcomes: list[Outcome | None] = [None] * len(drafts)

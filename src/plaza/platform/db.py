@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any, Literal, TypeAlias
 
+import asyncpg
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Row, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
@@ -82,6 +83,7 @@ class Database:
     def __init__(self, engine: AsyncEngine, unpooled: AsyncEngine) -> None:
         self.engine = engine
         self._unpooled = unpooled  # readiness's own way in while every pooled connection is busy
+        self._kept: list[KeptConnection] = []
         self.dialect = engine.dialect.name
         # On SQLite a write transaction takes the write lock at BEGIN: a deferred one that reads
         # first could fail to upgrade (SQLITE_BUSY without waiting) when another writer got in between.
@@ -163,9 +165,93 @@ class Database:
             await conn.close()
         return answer
 
+    def kept(self) -> KeptConnection:
+        """A connection of the pool that one owner keeps and drives through the driver (PostgreSQL
+        only); closed with the Database."""
+        if self.dialect != "postgresql":
+            raise ValueError("kept connections are PostgreSQL's")
+        kept = KeptConnection(self._reader)
+        self._kept.append(kept)
+        return kept
+
     async def dispose(self) -> None:
+        for kept in self._kept:
+            await kept.close()
         await self.engine.dispose()
         await self._unpooled.dispose()
+
+
+class KeptConnection:
+    """One pooled PostgreSQL connection that its owner keeps, running one statement at a time on it
+    through asyncpg itself, outside any transaction: for the hottest write (chat's batch of sends,
+    one statement a batch), where checking a connection out and in and SQLAlchemy's execution around
+    a statement cost several times what asyncpg does (bench/chatwriter.py).
+
+    Errors come out as SQLAlchemy's, as from any other connection: a unique or foreign key violation
+    as IntegrityError, a connection lost or a database going away as OperationalError (the connection
+    is then dropped, and the next statement takes a new one from the pool).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._held: AsyncConnection | None = None
+        self._driver: Any = None  # the asyncpg connection under `_held`
+        self._lock = asyncio.Lock()  # one statement at a time, whoever asks
+
+    async def fetch(self, statement: str, *args: Any) -> list[Any]:
+        async with self._lock:
+            if self._held is None:
+                await self._take()
+            try:
+                return list(await self._driver.fetch(statement, *args))
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise sa_exc.IntegrityError(statement, None, exc) from exc
+            except (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError) as exc:
+                await self._drop()
+                raise sa_exc.OperationalError(
+                    statement, None, exc, connection_invalidated=True
+                ) from exc
+            except asyncpg.PostgresError as exc:
+                raise sa_exc.DBAPIError(statement, None, exc) from exc
+            except (asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                await self._drop()
+                raise sa_exc.OperationalError(
+                    statement, None, exc, connection_invalidated=True
+                ) from exc
+            except BaseException:  # cancelled with the statement in flight: its outcome is unknown
+                await self._drop()
+                raise
+
+    async def _take(self) -> None:
+        """A connection from the pool, asked once through SQLAlchemy: one the pool kept through an
+        outage fails there, and SQLAlchemy then replaces every connection as old (as it does when any
+        statement meets a lost connection), so the second one taken is new."""
+        for attempt in (1, 2):
+            held = await self._engine.connect()
+            try:
+                await held.exec_driver_sql("SELECT 1")
+            except sa_exc.DBAPIError as exc:
+                await held.close()
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+                continue
+            self._driver = (await held.get_raw_connection()).driver_connection
+            self._held = held
+            return
+
+    async def _drop(self) -> None:
+        held, self._held, self._driver = self._held, None, None
+        if held is not None:
+            with suppress(Exception):
+                await held.invalidate()
+            with suppress(Exception):
+                await held.close()
+
+    async def close(self) -> None:
+        async with self._lock:
+            held, self._held, self._driver = self._held, None, None
+            if held is not None:
+                await held.close()
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
