@@ -166,11 +166,11 @@ class Database:
         return answer
 
     def kept(self) -> KeptConnection:
-        """A connection of the pool that one owner keeps and drives through the driver (PostgreSQL
-        only); closed with the Database."""
+        """A connection of its own, outside the pool (whose size is what requests share), for one
+        owner that drives it through the driver (PostgreSQL only); closed with the Database."""
         if self.dialect != "postgresql":
             raise ValueError("kept connections are PostgreSQL's")
-        kept = KeptConnection(self._reader)
+        kept = KeptConnection(self._unpooled.execution_options(isolation_level="AUTOCOMMIT"))
         self._kept.append(kept)
         return kept
 
@@ -182,18 +182,21 @@ class Database:
 
 
 class KeptConnection:
-    """One pooled PostgreSQL connection that its owner keeps, running one statement at a time on it
-    through asyncpg itself, outside any transaction: for the hottest write (chat's batch of sends,
-    one statement a batch), where checking a connection out and in and SQLAlchemy's execution around
-    a statement cost several times what asyncpg does (bench/chatwriter.py).
+    """A PostgreSQL connection that its owner keeps, running one statement at a time on it through
+    asyncpg itself, outside any transaction: for the hottest write (chat's batch of sends, one
+    statement a batch), where checking a connection out and in and SQLAlchemy's execution around a
+    statement cost several times what asyncpg does (bench/chatwriter.py). It is opened outside the
+    pool, with the pool's settings, so that it takes no connection requests wait for.
 
     Errors come out as SQLAlchemy's, as from any other connection: a unique or foreign key violation
     as IntegrityError, a connection lost or a database going away as OperationalError (the connection
-    is then dropped, and the next statement takes a new one from the pool).
+    is then dropped, and the next statement opens a new one).
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        self._engine = (
+            engine  # unpooled: a connection it opens is closed, not kept, when given back
+        )
         self._held: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection under `_held`
         self._lock = asyncio.Lock()  # one statement at a time, whoever asks
@@ -201,7 +204,9 @@ class KeptConnection:
     async def fetch(self, statement: str, *args: Any) -> list[Any]:
         async with self._lock:
             if self._held is None:
-                await self._take()
+                held = await self._engine.connect()
+                self._driver = (await held.get_raw_connection()).driver_connection
+                self._held = held
             try:
                 return list(await self._driver.fetch(statement, *args))
             except asyncpg.IntegrityConstraintViolationError as exc:
@@ -221,23 +226,6 @@ class KeptConnection:
             except BaseException:  # cancelled with the statement in flight: its outcome is unknown
                 await self._drop()
                 raise
-
-    async def _take(self) -> None:
-        """A connection from the pool, asked once through SQLAlchemy: one the pool kept through an
-        outage fails there, and SQLAlchemy then replaces every connection as old (as it does when any
-        statement meets a lost connection), so the second one taken is new."""
-        for attempt in (1, 2):
-            held = await self._engine.connect()
-            try:
-                await held.exec_driver_sql("SELECT 1")
-            except sa_exc.DBAPIError as exc:
-                await held.close()
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
-                continue
-            self._driver = (await held.get_raw_connection()).driver_connection
-            self._held = held
-            return
 
     async def _drop(self) -> None:
         held, self._held, self._driver = self._held, None, None
