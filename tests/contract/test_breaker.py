@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from plaza.platform.breaker import Breaker
-from plaza.platform.kv import PortUnavailable, RedisKV, redis_client
+from plaza.platform.kv import SOCKET_TIMEOUT_S, PortUnavailable, RedisKV, redis_client
 from plaza.platform.ratelimit import RedisRateLimiter
 from plaza.settings import Rate
 
@@ -73,4 +73,54 @@ async def test_a_healthy_redis_is_not_held_back(redis_url: str) -> None:
     assert await kv.get("a") == b"1"
     assert not breaker.open
     await kv.delete("a")
+    await client.aclose()
+
+
+_REPLIES = {b"PING": b"+PONG\r\n", b"HELLO": b"-ERR unknown command 'HELLO'\r\n"}  # RESP2, then
+
+
+class DeafServer:
+    """Answers the client's handshake, then stops reading: a large write fills the socket's buffers."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Server | None = None
+        self.done = asyncio.Event()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            for command in data.split(b"*")[1:]:  # the handshake's commands, a reply each
+                name = command.split(b"\r\n")[2]
+                if name == b"SET":  # the command under test: never read the rest
+                    await self.done.wait()
+                    writer.close()
+                    return
+                writer.write(_REPLIES.get(name, b"+OK\r\n"))
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+
+@pytest.fixture
+async def deaf() -> AsyncIterator[DeafServer]:
+    server = DeafServer()
+    server.server = await asyncio.start_server(server._serve, "127.0.0.1", 0)
+    yield server
+    server.done.set()
+    server.server.close()
+
+
+async def test_a_write_the_server_never_takes_fails_within_the_socket_timeout(
+    deaf: DeafServer,
+) -> None:
+    breaker = Breaker()
+    client = redis_client(deaf.url, breaker=breaker)
+    kv = RedisKV(client, "x:")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(PortUnavailable):
+        await kv.set("big", b"x" * 64_000_000)  # far more than the sockets' buffers hold
+    assert loop.time() - started < SOCKET_TIMEOUT_S + 1
+    assert breaker.open  # the pool's other calls fail at once for a while
     await client.aclose()

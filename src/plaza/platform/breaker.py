@@ -3,8 +3,8 @@
 A Redis that is down but not refusing (a hung server, a partition that drops packets) costs every
 command its full socket timeout. Through a request that makes several calls (rate limit, registry,
 presence), each would wait seconds before degrading. Instead, once a connect or a read of the pool
-failed, every connection of the pool fails at once for `cooldown_s`; commands after that try again
-(and a failure opens it again).
+failed, or a write timed out, every connection of the pool fails at once for `cooldown_s`; commands
+after that try again (and a failure opens it again).
 """
 
 from __future__ import annotations
@@ -65,7 +65,11 @@ def guarded(
             if breaker.open:
                 await self.disconnect(nowait=True)  # a pooled connection to a hung server
                 breaker.check()
-            await super().send_packed_command(*args, **kwargs)
+            try:
+                await super().send_packed_command(*args, **kwargs)
+            except (redis_errors.TimeoutError, TimeoutError):
+                breaker.trip()  # a server that takes no writes is hung, as one that never answers
+                raise
 
         async def read_response(self, *args: Any, **kwargs: Any) -> Any:
             try:
