@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import pytest
 
@@ -15,17 +17,15 @@ from plaza.settings import Rate
 pytestmark = pytest.mark.anyio
 
 
-class HungServer:
-    """Accepts TCP connections and never says a word."""
+class FakeRedis:
+    """A TCP server on a free port that behaves as a broken Redis would (`_serve`)."""
 
     def __init__(self) -> None:
-        self.connections = 0
         self.server: asyncio.Server | None = None
+        self.done = asyncio.Event()  # set when the test ends: handlers still waiting return
 
-    async def _hang(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        await reader.read()  # until the client gives up
-        writer.close()
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
 
     @property
     def url(self) -> str:
@@ -33,36 +33,53 @@ class HungServer:
         return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
 
 
-@pytest.fixture
-async def hung() -> AsyncIterator[HungServer]:
-    server = HungServer()
-    server.server = await asyncio.start_server(server._hang, "127.0.0.1", 0)
-    yield server
-    server.server.close()
+S = TypeVar("S", bound=FakeRedis)
 
 
-async def test_after_one_timeout_calls_fail_at_once_until_the_cooldown_ends(
-    hung: HungServer,
-) -> None:
-    now = [0.0]
-    client = redis_client(hung.url, breaker=Breaker(cooldown_s=1.0, clock=lambda: now[0]))
-    kv, limiter = RedisKV(client, "x:"), RedisRateLimiter(client, "x:")
-    with pytest.raises(PortUnavailable):
-        await kv.get("a")  # waits out the socket timeout: the server never answers
-    tried = hung.connections
-    for _ in range(20):  # every port on this client: not one goes near the server
+@asynccontextmanager
+async def serving(fake: S) -> AsyncIterator[S]:
+    fake.server = await asyncio.start_server(fake._serve, "127.0.0.1", 0)
+    try:
+        yield fake
+    finally:
+        fake.done.set()
+        fake.server.close()
+
+
+class HungServer(FakeRedis):
+    """Accepts TCP connections and never says a word."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connections = 0
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.read()  # until the client gives up
+        writer.close()
+
+
+async def test_after_one_timeout_calls_fail_at_once_until_the_cooldown_ends() -> None:
+    async with serving(HungServer()) as hung:
+        now = [0.0]
+        client = redis_client(hung.url, breaker=Breaker(cooldown_s=1.0, clock=lambda: now[0]))
+        kv, limiter = RedisKV(client, "x:"), RedisRateLimiter(client, "x:")
         with pytest.raises(PortUnavailable):
-            await kv.set("a", b"1")
+            await kv.get("a")  # waits out the socket timeout: the server never answers
+        tried = hung.connections
+        for _ in range(20):  # every port on this client: not one goes near the server
+            with pytest.raises(PortUnavailable):
+                await kv.set("a", b"1")
+            with pytest.raises(PortUnavailable):
+                await limiter.hit("k", Rate(capacity=1, period_s=1.0))
+        await asyncio.sleep(0.05)
+        assert hung.connections == tried
+        now[0] += 1.5  # the cooldown is over: the next call tries the server again
         with pytest.raises(PortUnavailable):
-            await limiter.hit("k", Rate(capacity=1, period_s=1.0))
-    await asyncio.sleep(0.05)
-    assert hung.connections == tried
-    now[0] += 1.5  # the cooldown is over: the next call tries the server again
-    with pytest.raises(PortUnavailable):
-        await kv.get("a")
-    await asyncio.sleep(0.05)
-    assert hung.connections > tried
-    await client.aclose()
+            await kv.get("a")
+        await asyncio.sleep(0.05)
+        assert hung.connections > tried
+        await client.aclose()
 
 
 async def test_a_healthy_redis_is_not_held_back(redis_url: str) -> None:
@@ -79,12 +96,8 @@ async def test_a_healthy_redis_is_not_held_back(redis_url: str) -> None:
 _REPLIES = {b"PING": b"+PONG\r\n", b"HELLO": b"-ERR unknown command 'HELLO'\r\n"}  # RESP2, then
 
 
-class DeafServer:
+class DeafServer(FakeRedis):
     """Answers the client's handshake, then stops reading: a large write fills the socket's buffers."""
-
-    def __init__(self) -> None:
-        self.server: asyncio.Server | None = None
-        self.done = asyncio.Event()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
@@ -96,31 +109,16 @@ class DeafServer:
                     return
                 writer.write(_REPLIES.get(name, b"+OK\r\n"))
 
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
 
-
-@pytest.fixture
-async def deaf() -> AsyncIterator[DeafServer]:
-    server = DeafServer()
-    server.server = await asyncio.start_server(server._serve, "127.0.0.1", 0)
-    yield server
-    server.done.set()
-    server.server.close()
-
-
-async def test_a_write_the_server_never_takes_fails_within_the_socket_timeout(
-    deaf: DeafServer,
-) -> None:
-    breaker = Breaker()
-    client = redis_client(deaf.url, breaker=breaker)
-    kv = RedisKV(client, "x:")
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    with pytest.raises(PortUnavailable):
-        await kv.set("big", b"x" * 64_000_000)  # far more than the sockets' buffers hold
-    assert loop.time() - started < SOCKET_TIMEOUT_S + 1
-    assert breaker.open  # the pool's other calls fail at once for a while
-    await client.aclose()
+async def test_a_write_the_server_never_takes_fails_within_the_socket_timeout() -> None:
+    async with serving(DeafServer()) as deaf:
+        breaker = Breaker()
+        client = redis_client(deaf.url, breaker=breaker)
+        kv = RedisKV(client, "x:")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(PortUnavailable):
+            await kv.set("big", b"x" * 64_000_000)  # far more than the sockets' buffers hold
+        assert loop.time() - started < SOCKET_TIMEOUT_S + 1
+        assert breaker.open  # the pool's other calls fail at once for a while
+        await client.aclose()
