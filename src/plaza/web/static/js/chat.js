@@ -170,7 +170,7 @@ function onMessage(message) {
     conv.last_message = message;
     conv.last_activity_at = message.created_at;
   }
-  if (message.message_type === "system" && fresh) membersChanged(id);
+  if (message.message_type === "system" && fresh) membersChanged(id, message.sender.id === me.id);
   if (message.sender.id !== me.id && fresh) {
     live.send({ type: "delivered", conversation_id: id, seq: message.seq });
     clearTypist(id, message.sender.username);
@@ -181,9 +181,12 @@ function onMessage(message) {
   list.render();
 }
 
-// A `system` message records a change of members: the conversation is read again.
-async function membersChanged(id) {
-  if (!(await list.reload(id))) leftConversation(id, "You are no longer a member of this conversation.");
+// A `system` message records a change of members: the conversation is read again. One of the user's
+// own (`mine`) that leaves them out is their leaving, from this page or another device: it says so,
+// whether it arrives before or after this page's own answer to the leave.
+async function membersChanged(id, mine) {
+  if (await list.reload(id)) return;
+  leftConversation(id, mine ? "You left this conversation." : "You are no longer a member of this conversation.");
 }
 
 function onReceipt(frame) {
