@@ -3,7 +3,8 @@
 A batch is one statement on PostgreSQL however many sends it holds, and a transaction by itself: a
 function (migration 0005) locks the conversations' rows in id order, reads their members, and stores
 every message, seq and sender's cursor at once (`store.store_sends`), on a connection the writer keeps
-(`Database.kept`: batches run one at a time). On SQLite, statement by statement in a write transaction. Every send still gets its own outcome (its message, the original of a retried
+(`Database.kept`: batches run one at a time). On SQLite, statement by statement in a write
+transaction. Every send still gets its own outcome (its message, the original of a retried
 client_msg_id, or its error).
 """
 

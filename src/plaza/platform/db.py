@@ -181,6 +181,17 @@ class Database:
         await self._unpooled.dispose()
 
 
+# What leaves a connection unusable: the driver's own errors (it was closed, or lost mid-statement),
+# the server's class 08 and 57 (shutting down, cannot connect now), the socket's, and timeouts.
+_CONNECTION_LOST = (
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    OSError,
+    TimeoutError,
+)
+
+
 class KeptConnection:
     """A PostgreSQL connection that its owner keeps, running one statement at a time on it through
     asyncpg itself, outside any transaction: for the hottest write (chat's batch of sends, one
@@ -194,9 +205,8 @@ class KeptConnection:
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = (
-            engine  # unpooled: a connection it opens is closed, not kept, when given back
-        )
+        # Unpooled: a connection it opens is closed, not kept, when given back.
+        self._engine = engine
         self._held: AsyncConnection | None = None
         self._driver: Any = None  # the asyncpg connection under `_held`
         self._lock = asyncio.Lock()  # one statement at a time, whoever asks
@@ -211,18 +221,13 @@ class KeptConnection:
                 return list(await self._driver.fetch(statement, *args))
             except asyncpg.IntegrityConstraintViolationError as exc:
                 raise sa_exc.IntegrityError(statement, None, exc) from exc
-            except (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError) as exc:
+            except _CONNECTION_LOST as exc:
                 await self._drop()
                 raise sa_exc.OperationalError(
                     statement, None, exc, connection_invalidated=True
                 ) from exc
-            except asyncpg.PostgresError as exc:
+            except asyncpg.PostgresError as exc:  # the statement's own error: the session goes on
                 raise sa_exc.DBAPIError(statement, None, exc) from exc
-            except (asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-                await self._drop()
-                raise sa_exc.OperationalError(
-                    statement, None, exc, connection_invalidated=True
-                ) from exc
             except BaseException:  # cancelled with the statement in flight: its outcome is unknown
                 await self._drop()
                 raise
