@@ -109,7 +109,7 @@ class MessageWriter:
             for d in (drafts[i] for i in first.values())
         ]
         now = self.now()
-        target = self._kept if self._kept is not None else conn
+        target = self._kept or conn
         assert target is not None
         seqs, members = await store.store_sends(target, sends, now)
         unknown = {int(r.conversation_id) for r in originals.values()} - members.keys()

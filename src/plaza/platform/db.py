@@ -232,19 +232,18 @@ class KeptConnection:
                 await self._drop()
                 raise
 
-    async def _drop(self) -> None:
+    async def _drop(self, *, broken: bool = True) -> None:
+        """Let the connection go: invalidated first when `broken`, as it may be in any state."""
         held, self._held, self._driver = self._held, None, None
         if held is not None:
             with suppress(Exception):
-                await held.invalidate()
-            with suppress(Exception):
+                if broken:
+                    await held.invalidate()
                 await held.close()
 
     async def close(self) -> None:
         async with self._lock:
-            held, self._held, self._driver = self._held, None, None
-            if held is not None:
-                await held.close()
+            await self._drop(broken=False)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
