@@ -1,8 +1,8 @@
 """`GET /ws`: the one WebSocket endpoint. Authenticates, then reads frames and hands them to handlers.
 
-A connection is two tasks: the reader (frames in, dispatched one at a time, so a client's frames are
-answered in order) and the session's writer (frames out, from its bounded queue). Whichever ends first
-ends the connection.
+A connection is two tasks: the reader (frames in, until the client goes) and the session's writer
+(frames out, from its bounded queue). Whichever ends first ends the connection. The frames a client
+sends are handled one at a time, in order, by its `_Inbox`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import asyncio
 import re
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -42,6 +44,7 @@ log = structlog.get_logger("plaza.realtime")
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 HANDLER_GRACE_S = 5.0  # a frame being handled when the connection ends may finish (e.g. its commit)
+INBOX_PAUSE_AT = 64  # frames waiting for their turn before the server stops reading the client's
 _PONG = {"type": "pong"}
 CLOSE_BAD_ORIGIN = 4403  # authenticated by the session cookie, from another site's page
 
@@ -160,6 +163,7 @@ async def _serve(
     # Queued before the session is findable, so it is the first frame; written once the registry
     # (other processes included) knows where this user is.
     await session.reply({**ready, "heartbeat_s": hub.heartbeat_s})
+    inbox = _Inbox(hub, session, frames.get("pause") if frames else None)
     writer = reader = None
     try:
         try:
@@ -169,18 +173,23 @@ async def _serve(
             await websocket.close(CLOSE_TOO_MANY, "too many connections")
             return
         writer = asyncio.create_task(session.pump(), name="ws-writer")
-        reader = asyncio.create_task(_read(hub, receive, session), name="ws-reader")
+        if frames:
+            frames["listen"](inbox.put)
+        reader = asyncio.create_task(_read(receive, inbox), name="ws-reader")
         await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
-        await _finish(session, writer, reader)
+        await _finish(session, writer, reader, inbox)
     finally:
         session.abandon()
+        inbox.stop()
         for task in (writer, reader):
             if task is not None and not task.done():
                 task.cancel()
         await hub.leave(session)
 
 
-async def _finish(session: Session, writer: asyncio.Task[None], reader: asyncio.Task[None]) -> None:
+async def _finish(
+    session: Session, writer: asyncio.Task[None], reader: asyncio.Task[None], inbox: _Inbox
+) -> None:
     """One side ended: let the other end cleanly, without cutting a handler off mid-transaction."""
     if reader.done():
         if session.closing:  # closed while the reader ended: the writer sends the close frame
@@ -188,7 +197,9 @@ async def _finish(session: Session, writer: asyncio.Task[None], reader: asyncio.
         else:  # the client went away
             writer.cancel()
     elif session.busy:
-        await asyncio.wait({reader}, timeout=HANDLER_GRACE_S)
+        await inbox.finished(HANDLER_GRACE_S)
+    inbox.stop()
+    await inbox.finished()  # a handler cut off has unwound
     for task in (writer, reader):
         task.cancel()
     # asyncio.wait, not gather: a gather cancelled from outside confuses anyio's cancel scopes
@@ -200,29 +211,87 @@ async def _finish(session: Session, writer: asyncio.Task[None], reader: asyncio.
             log.warning("websocket connection ended with an error", error=repr(error))
 
 
-async def _read(hub: RealtimeHub, receive: Receive, session: Session) -> None:
-    """Frames in, until the client goes or falls silent. Each wait awaits the server's `receive`
-    itself: a frame (a ping every heartbeat, from every client) builds the awaiting chain anew, and
-    through Starlette's WebSocket it was two coroutines longer, young objects that every young garbage
-    collection walks (at 10,000 connections, 50,000 coroutines made those 100-150 ms each)."""
-    while not session.closing:
-        try:
-            raw = _payload(await receive())
-        except _Gone:
+async def _read(receive: Receive, inbox: _Inbox) -> None:
+    """Frames in until the client goes, then those it sent before going are handled.
+
+    With the server's `plaza.frames` extension listening, frames reach the inbox as they are parsed
+    and `receive` only hears the disconnect. Without it (a test client), they come through here."""
+    try:
+        while True:
+            inbox.put(_payload(await receive()))
+    except _Gone:
+        await inbox.finished()
+
+
+class _Inbox:
+    """A client's frames, handled one at a time in the order sent.
+
+    A ping that finds nothing ahead of it is answered at once, from the reading code itself, when its
+    pong can be written at once: most frames are heartbeats, and they then cost no task and no
+    wake-up. Any other frame is handled by a task that runs while frames wait, then ends. With
+    INBOX_PAUSE_AT frames waiting, the server stops reading the client's socket until they are done,
+    so a client that sends faster than it is answered is held back by TCP, not queued in memory."""
+
+    def __init__(
+        self, hub: RealtimeHub, session: Session, pause: Callable[[bool], None] | None
+    ) -> None:
+        self._hub, self._session, self._pause = hub, session, pause
+        self._frames: deque[dict[str, Any] | FrameError] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._paused = False
+
+    def put(self, raw: str | bytes) -> None:
+        session = self._session
+        if session.closing:
             return
         session.heard = time.monotonic()  # silence is the hub's idle sweep's to judge
-        session.busy = True
         try:
-            await _dispatch(hub, session, raw)
+            frame: dict[str, Any] | FrameError = decode(raw)
+        except FrameError as exc:
+            frame = exc  # answered in its turn, like any frame
+        if self._task is None:
+            if isinstance(frame, dict) and frame["type"] == "ping" and session.reply_at_once(_PONG):
+                self._hub.metrics.ws_frame("in", "ping").inc()
+                return
+            self._task = asyncio.create_task(self._handle_all(), name="ws-frames")
+        self._frames.append(frame)
+        if self._pause is not None and not self._paused and len(self._frames) >= INBOX_PAUSE_AT:
+            self._paused = True
+            self._pause(True)
+
+    async def _handle_all(self) -> None:
+        session, frames = self._session, self._frames
+        try:
+            while frames and not session.closing:
+                if self._paused and self._pause is not None and len(frames) < INBOX_PAUSE_AT // 2:
+                    self._paused = False
+                    self._pause(False)
+                session.busy = True
+                try:
+                    await _dispatch(self._hub, session, frames.popleft())
+                finally:
+                    session.busy = False
         finally:
-            session.busy = False
+            self._task = None
+
+    async def finished(self, timeout_s: float | None = None) -> None:
+        """Wait until the frames received so far are handled (at most `timeout_s`)."""
+        if self._task is not None:
+            await asyncio.wait({self._task}, timeout=timeout_s)
+
+    def stop(self) -> None:
+        """The connection is over: drop what waits, and cut off a handler still running."""
+        self._frames.clear()
+        if self._task is not None:
+            self._task.cancel()
 
 
-async def _dispatch(hub: RealtimeHub, session: Session, raw: str | bytes) -> None:
+async def _dispatch(hub: RealtimeHub, session: Session, frame: dict[str, Any] | FrameError) -> None:
     ref: str | None = None
     kind = "invalid"
     try:
-        frame = decode(raw)
+        if isinstance(frame, FrameError):
+            raise frame
         ref = _ref(frame)
         handler = hub.handler_for(frame["type"])
         kind = frame["type"] if handler is not None or frame["type"] == "ping" else "unknown"

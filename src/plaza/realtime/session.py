@@ -104,6 +104,10 @@ class Session:
         if not self._written_at_once(text, None):
             await self._queue.put(text)
 
+    def reply_at_once(self, frame: Mapping[str, Any]) -> bool:
+        """Answer now if the answer can be written at once; False: `reply` must, in its turn."""
+        return self._closing is None and self._written_at_once(encode(frame), None)
+
     def _written_at_once(self, text: str, frame: bytes | None) -> bool:
         """Whether the frame went to the socket now; False: it must queue (as must those after it)."""
         if self._write_frame is None or not self._idle or not self._queue.empty():
