@@ -7,7 +7,10 @@ saying which server is missing and how to start it.
 from __future__ import annotations
 
 import asyncio
+import gc
+import io
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -236,7 +239,64 @@ def app_factory() -> Iterator[Any]:
 
     yield make
     for client in clients:
-        client.__exit__(None, None, None)
+        _shut_down(client)
+
+
+APP_SHUTDOWN_TIMEOUT_S = 60.0
+
+
+def _shut_down(client: Any) -> None:
+    """Close a TestClient (its app's lifespan shutdown); one that has not shut down within
+    APP_SHUTDOWN_TIMEOUT_S fails the test, naming the app's tasks that were still waiting, and where,
+    instead of hanging the run."""
+    failure: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            client.__exit__(None, None, None)
+        except BaseException as exc:  # re-raised in the test's thread
+            failure.append(exc)
+
+    closing = threading.Thread(target=close, name="app-shutdown", daemon=True)
+    closing.start()
+    closing.join(APP_SHUTDOWN_TIMEOUT_S)
+    if closing.is_alive():
+        pytest.fail(
+            f"the app did not shut down within {APP_SHUTDOWN_TIMEOUT_S:g} s; tasks still "
+            f"waiting:\n{_waiting_tasks()}"
+        )
+    if failure:
+        raise failure[0]
+
+
+def _waiting_tasks() -> str:
+    """Each pending task, and the chain of coroutines it waits in, innermost last."""
+    out = io.StringIO()
+    # asyncio's registry of tasks, whatever their loop: gc.get_objects() misses what the app froze.
+    for task in list(getattr(asyncio.tasks, "_all_tasks", ())):
+        if not task.done():
+            out.write(f"{task.get_name()}:\n")
+            awaiting: Any = task.get_coro()
+            for _ in range(100):  # a chain, not a cycle; bounded all the same
+                if awaiting is None:
+                    break
+                frame = next(
+                    (getattr(awaiting, a) for a in _FRAMES if getattr(awaiting, a, None)), None
+                )
+                if frame is None:  # an async generator's asend/athrow: the generator is inside
+                    inner = [o for o in gc.get_referents(awaiting) if hasattr(o, "ag_frame")]
+                    awaiting = inner[0] if inner else None
+                    continue
+                code = frame.f_code
+                out.write(f"  {code.co_filename}:{frame.f_lineno} {code.co_qualname}\n")
+                awaiting = next(
+                    (getattr(awaiting, a) for a in _AWAITS if getattr(awaiting, a, None)), None
+                )
+    return out.getvalue()
+
+
+_FRAMES = ("cr_frame", "gi_frame", "ag_frame")
+_AWAITS = ("cr_await", "gi_yieldfrom", "ag_await")
 
 
 @pytest.fixture
