@@ -44,7 +44,7 @@ log = structlog.get_logger("plaza.realtime")
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 HANDLER_GRACE_S = 5.0  # a frame being handled when the connection ends may finish (e.g. its commit)
-INBOX_PAUSE_AT = 64  # frames waiting for their turn before the server stops reading the client's
+INBOX_PAUSE_AT = 64  # frames waiting their turn when the server stops reading the socket
 _PONG = {"type": "pong"}
 CLOSE_BAD_ORIGIN = 4403  # authenticated by the session cookie, from another site's page
 
