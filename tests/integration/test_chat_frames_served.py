@@ -21,16 +21,8 @@ from tests.server import Server, backend_env, running_server
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["embedded", "server"])
-def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    if request.param == "embedded":
-        backend = {"database_url": request.getfixturevalue("sqlite_url")}
-    else:
-        backend = {
-            "database_url": request.getfixturevalue("pg_database_url"),
-            "redis_url": request.getfixturevalue("redis_url"),
-            "redis_prefix": request.getfixturevalue("redis_prefix"),
-        }
+@pytest.fixture
+def served(backend: dict[str, str], tmp_path: Path) -> Iterator[Server]:
     env = {**backend_env(backend), "PLAZA_CHAT_SEND_BURST": "1000"}
     with running_server(env, tmp_path / "server.log") as server:
         yield server
