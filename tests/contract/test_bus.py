@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -283,6 +284,24 @@ async def test_redis_subscription_survives_a_connection_loss(
         proxy.close()
         await through_proxy.aclose()
         await direct.aclose()
+
+
+async def test_a_task_cancelled_while_it_closes_a_redis_subscription_is_cancelled(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Shutdown cancels listeners; one that the cancel finds closing its subscription must still end,
+    not carry on as if nothing had asked it to stop (and hold the shutdown up for ever)."""
+    client = redis_client(redis_url)
+    try:
+        subscription = RedisPubSub(client, redis_prefix).subscribe("x")
+        await subscription.__aenter__()
+        closing = asyncio.create_task(subscription.aclose())
+        await asyncio.sleep(0)  # it now waits for the subscription's reader to end
+        assert closing.cancel()
+        with anyio.fail_after(2), pytest.raises(asyncio.CancelledError):
+            await closing
+    finally:
+        await client.aclose()
 
 
 async def test_subscribing_to_a_dead_redis_raises_port_unavailable(

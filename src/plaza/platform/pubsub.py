@@ -6,7 +6,6 @@ Messages published while nobody listens are gone; subscribers that fall behind l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -213,11 +212,14 @@ class _RedisSubscription(_BufferedSubscription):
             self._push(Message(channel, raw["data"]))
 
     async def _stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        await _close(self._pubsub)
+        try:
+            if self._reader is not None:
+                self._reader.cancel()
+                # Not `await self._reader`: a cancel of the caller meanwhile is passed on to the
+                # reader, and would come back as the reader's own CancelledError, easy to swallow.
+                await asyncio.wait({self._reader})
+        finally:
+            await _close(self._pubsub)
 
 
 def _text(value: bytes | str) -> str:
