@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis.asyncio as aioredis
 
@@ -172,3 +174,24 @@ async def test_an_unreachable_redis_raises_port_unavailable(dead_redis: aioredis
         await tl.push(["home:1"], 1)
     with pytest.raises(PortUnavailable):
         await tl.window("home:1", None, 1)
+
+
+async def test_reads_made_together_each_get_the_windows_they_asked_for(
+    timelines: Rig[Timelines],
+) -> None:
+    """Reads that arrive together share a round trip in Redis; each still gets its own answer."""
+    tl = timelines.port
+    await tl.build("home:1", [10, 20, 30], complete=True, ttl_s=None)
+    await tl.build("home:2", [15, 25], complete=True, ttl_s=None)
+    got = await asyncio.gather(
+        tl.windows(["home:1", "home:2"], None, 2),
+        tl.window("home:2", None, 10),
+        tl.windows(["home:9", "home:1"], 30, 10),
+        tl.window("home:1", 20, 1),
+    )
+    assert got == [
+        [Window([30, 20], True), Window([25, 15], True)],
+        Window([25, 15], True),
+        [None, Window([20, 10], True)],
+        Window([10], True),
+    ]

@@ -17,6 +17,9 @@ An incomplete timeline is exact only down to its floor, the lowest id it kept wh
 or built: below the floor only SQL knows what is missing. An older id that arrives later (a follow's
 backfill, a late fan-out) may still land in it, so reads never go below the floor.
 
+Reads that arrive while a read is in flight share the next round trip (one Lua call per set of
+arguments and hash tag), as group commit does for writes.
+
 In Redis each timeline is one sorted set whose lowest member is a marker, "~", scored 0 while the
 timeline is complete and minus its floor once it is not (-1 keeps every id); pushes run as one Lua call
 per batch of timelines. Lua would print a number of 16 digits in 14 (`%.14g`), so floors travel as the
@@ -40,6 +43,7 @@ from typing import Any, NamedTuple, Protocol, cast
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+from plaza.platform.batching import Batcher
 from plaza.platform.clock import Clock, SystemClock
 from plaza.platform.kv import outage_as_unavailable
 
@@ -204,6 +208,9 @@ class RedisTimelines:
         self._extend = client.register_script(_EXTEND)
         self._build = client.register_script(_BUILD)
         self._windows = client.register_script(_WINDOWS)
+        # Concurrent reads share a round trip: redis-py's own work for one call costs a feed read as
+        # much as the rest of it (bench/feed.py).
+        self._reads: Batcher[_Read, list[Window | None]] = Batcher(self._read)
 
     def _tag(self, key: str) -> int:
         return zlib.crc32(key.encode()) % self._groups if self._groups > 1 else 0
@@ -278,25 +285,31 @@ class RedisTimelines:
     async def windows(
         self, keys: Sequence[str], before: int | None, count: int, *, ttl_s: float | None = None
     ) -> list[Window | None]:
-        args: list[str | int] = [
-            f"({before}" if before is not None else "+inf",
-            count,
-            _ttl_ms(ttl_s),
+        return await self._reads.submit(_Read(keys, before, count, _ttl_ms(ttl_s)))
+
+    async def _read(self, reads: Sequence[_Read]) -> list[list[Window | None]]:
+        """The reads that queued behind the last round trip, in one: a Lua call per hash tag and set
+        of arguments (one call on a single Redis while readers ask alike, as first pages do)."""
+        groups: dict[tuple[str, int, int, int], list[tuple[int, int]]] = {}  # -> (read, key)
+        for r, read in enumerate(reads):
+            bound = f"({read.before}" if read.before is not None else "+inf"
+            for k, key in enumerate(read.keys):
+                args = (bound, read.wanted, read.ttl_ms, self._tag(key))
+                groups.setdefault(args, []).append((r, k))
+        calls = [
+            self._windows(
+                keys=[self._key(reads[r].keys[k], args[3]) for r, k in at], args=list(args[:3])
+            )
+            for args, at in groups.items()
         ]
-        by_tag: dict[int, list[int]] = {}  # the keys' positions, by hash tag
-        for at, key in enumerate(keys):
-            by_tag.setdefault(self._tag(key), []).append(at)
-        # One group on a single Redis (awaited as it is: a task per read would cost more than the
-        # call's parsing), a call per node's slot group on a cluster.
-        groups = list(by_tag.values())
-        calls = [self._windows(keys=[self._key(keys[at]) for at in g], args=args) for g in groups]
         with outage_as_unavailable("redis timelines"):
+            # Awaited as it is when alone: a task per call would cost more than its parsing.
             replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
-        out: list[Window | None] = [None] * len(keys)
-        for positions, found in zip(groups, replies, strict=True):
-            for at, reply in zip(positions, cast(list[list[Any]], found), strict=True):
+        out: list[list[Window | None]] = [[None] * len(read.keys) for read in reads]
+        for at, found in zip(groups.values(), replies, strict=True):
+            for (r, k), reply in zip(at, cast(list[list[Any]], found), strict=True):
                 if reply:
-                    out[at] = Window(reply[1:], float(reply[0]) == 0)
+                    out[r][k] = Window(reply[1:], float(reply[0]) == 0)
         return out
 
     async def drop(self, *keys: str) -> None:
@@ -305,6 +318,13 @@ class RedisTimelines:
                 await self._client.delete(
                     *[self._key(k) for k in keys]
                 )  # split by slot on a cluster
+
+
+class _Read(NamedTuple):
+    keys: Sequence[str]
+    before: int | None
+    wanted: int  # ids from each timeline
+    ttl_ms: int
 
 
 def _ttl_ms(ttl_s: float | None) -> int:
