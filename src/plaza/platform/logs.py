@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -28,7 +29,7 @@ def configure_logging(settings: Settings) -> None:
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _timestamp,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_json)
@@ -58,6 +59,27 @@ def configure_logging(settings: Settings) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+
+
+class _IsoTimestamp:
+    """The event's UTC time as ISO 8601 (`2026-12-04T20:37:21.878377Z`), as structlog's TimeStamper
+    writes it, with the date and time of day formatted once a second rather than for every line:
+    that took a quarter of the access log's cost."""
+
+    def __init__(self) -> None:
+        self._second, self._prefix = -1, ""
+
+    def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
+        return event
+
+
+_timestamp = _IsoTimestamp()
 
 
 def _json(event: dict[str, Any], **_: Any) -> str:
