@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -203,6 +203,56 @@ async def test_a_request_past_its_lease_does_not_settle_its_successors_key(
     finally:
         await db.dispose()
     assert runs == [1, 2]
+
+
+@pytest.mark.anyio
+async def test_the_answer_goes_out_only_once_the_key_holds_it(database_url: str) -> None:
+    """A client that repeats its request the moment it has the answer must get the replay, not 409
+    `idempotency_in_progress`: the key stores the response before the response is sent."""
+    db = Database.from_url(database_url)
+
+    async def operation(_: Request) -> Response:
+        return JSONResponse({"done": True}, status_code=201)
+
+    app = Starlette(
+        routes=[Route("/operation", operation, methods=["POST"])],
+        middleware=[Middleware(IdempotencyMiddleware)],
+    )
+    app.state.platform = SimpleNamespace(db=db, clock=FakeClock(start=time.time()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/operation",
+        "raw_path": b"/operation",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"idempotency-key", b"k"), (b"content-length", b"2")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    held_when_answered: list[tuple[int | None, bytes | None]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            async with db.read() as conn:
+                row = (
+                    await conn.execute(
+                        select(idempotency_keys.c.status_code, idempotency_keys.c.body)
+                    )
+                ).one()
+            held_when_answered.append((row.status_code, row.body))
+
+    try:
+        await app(scope, receive, send)
+    finally:
+        await db.dispose()
+    assert held_when_answered == [(201, b'{"done":true}')]
 
 
 # --- A real crash -------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`Idempotency-Key` for every POST: a repeat by the same caller within 24 h replays the first response.
 
 The key row is claimed (inserted) before the request runs, so a concurrent duplicate gets 409 instead of
-running twice; only non-5xx responses are kept, so a failure can be retried with the same key.
+running twice; only non-5xx responses are kept, so a failure can be retried with the same key. The
+response is stored before it is sent: a repeat made the moment the answer arrives is replayed.
 
 A claim is a lease, as a lock with a timeout: a process that dies (SIGKILL, OOM, power) between the claim
 and storing the response, or that cannot release the claim after a 5xx (database down, pool busy), would
@@ -21,6 +22,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy import ColumnElement, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import cookie_parser
@@ -32,6 +34,8 @@ from plaza.platform.db import Database
 from plaza.platform.errors import error_response, response_for, unavailable
 from plaza.platform.http import SESSION_COOKIE, header, read_body, replay
 from plaza.platform.tables import idempotency_keys as keys
+
+log = structlog.get_logger("plaza.idempotency")
 
 KEY_TTL = dt.timedelta(hours=24)
 # Comfortably longer than a request can run. Its database work is bounded: a wait for a pooled
@@ -110,16 +114,22 @@ class IdempotencyMiddleware:
         if stored is not None:
             await stored(scope, receive, send)
             return
-        captured = _Capture(send)
+        captured = _Capture()
         try:
             await self.app(scope, replay(body, receive), captured.send)
         finally:
             await _settle_answered(db, claim, captured, scope["path"])
+        for message in captured.messages:
+            await send(message)
 
 
 class _Capture:
-    def __init__(self, send: Send) -> None:
-        self._send = send
+    """The app's response, held back until the key is settled: a client that repeats its request the
+    moment it has the answer must find it stored, not the claim still in progress. API responses are
+    small; the request body is held whole already."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
         self.status: int | None = None
         self.content_type: str | None = None
         self.body = bytearray()
@@ -132,7 +142,7 @@ class _Capture:
                     self.content_type = value.decode("latin-1")
         elif message["type"] == "http.response.body":
             self.body += message.get("body", b"")
-        await self._send(message)
+        self.messages.append(message)
 
 
 async def _claim(db: Database, claim: _Claim, digest: str) -> ASGIApp | None:
@@ -194,15 +204,17 @@ async def _take_over(db: Database, claim: _Claim, digest: str) -> bool:
 
 
 async def _settle_answered(db: Database, claim: _Claim, captured: _Capture, path: str) -> None:
-    """Settle the key after the response went out. With the database down or every connection busy
+    """Settle the key before the response goes out. With the database down or every connection busy
     the key stays claimed: repeats get 409 `idempotency_in_progress`, never a second run, until the
-    claim's lease lapses and a repeat takes it over. That is logged; raising would only add a stack
-    trace to a response already sent."""
+    claim's lease lapses and a repeat takes it over. That is logged, and the client still gets the
+    answer: what it asked for was done."""
     try:
         await _settle(db, claim, captured)
     except Exception as exc:
-        if captured.status is None or unavailable(exc, where=f"{path} (idempotency key)") is None:
+        if captured.status is None:
             raise
+        if unavailable(exc, where=f"{path} (idempotency key)") is None:
+            log.exception("idempotency key not settled", path=path, status=captured.status)
 
 
 async def _settle(db: Database, claim: _Claim, captured: _Capture) -> None:
