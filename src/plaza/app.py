@@ -72,7 +72,14 @@ class Background:
             _, pending = await asyncio.wait(self._graceful, timeout=STOP_GRACE_S)
             for task in pending:
                 task.cancel()
-        await asyncio.gather(*self._graceful, *self._cancellable, return_exceptions=True)
+        tasks = [*self._graceful, *self._cancellable]
+        if not tasks:
+            return
+        # Bounded: a task that swallows its cancellation must not hold the process up for ever.
+        done, stuck = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+        for task in stuck:
+            log.error("background task did not stop when cancelled", task=task.get_name())
+        await asyncio.gather(*done, return_exceptions=True)  # their failures, retrieved
 
 
 def start_workers(background: Background, platform: Platform, services: Services) -> None:
