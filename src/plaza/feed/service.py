@@ -605,10 +605,11 @@ class FeedService:
         if remote:
             await self._remember_recent(remote)
         keys = [home_key(reader), *(author_key(c) for c in remote)]
-        sources = [audience.authors - celebrities, *({c} for c in remote)]
         found = await self.timelines.windows(keys, before, count, ttl_s=self.timeline_ttl_s)
-        for key, authors, window in zip(keys, sources, found, strict=True):
+        for at, (key, window) in enumerate(zip(keys, found, strict=True)):
             if window is None:  # never built, expired while unread, or Redis lost it
+                # Whose posts it holds, worked out only here: a reader may follow thousands.
+                authors = audience.authors - celebrities if at == 0 else {remote[at - 1]}
                 await self._build(key, authors)
                 window = await self.timelines.window(key, before, count)
             if window is not None:
