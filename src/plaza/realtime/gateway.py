@@ -35,7 +35,7 @@ from plaza.realtime.protocol import (
 )
 from plaza.realtime.session import Session
 from plaza.realtime.sessions import TooManyConnections
-from plaza.realtime.transport import FRAMES_EXTENSION
+from plaza.realtime.transport import FRAMES_EXTENSION, payload
 from plaza.web.cookies import SESSION_COOKIE, same_origin
 
 __all__ = ["GatewayFastPath", "websocket_endpoint"]
@@ -133,8 +133,7 @@ async def _authenticate(hub: RealtimeHub, websocket: WebSocket) -> tuple[User, s
 def _payload(message: Message) -> str | bytes:
     if message["type"] == "websocket.disconnect":
         raise _Gone
-    text = message.get("text")
-    return text if text is not None else message.get("bytes") or b""
+    return payload(message)
 
 
 async def _serve(

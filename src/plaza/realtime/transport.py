@@ -21,7 +21,7 @@ compressed, each its own way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
@@ -47,6 +47,12 @@ def text_frame(payload: bytes) -> bytes:
 OnFrame = Callable[[str | bytes], None]
 
 
+def payload(message: Mapping[str, Any]) -> str | bytes:
+    """A `websocket.receive` message's data: its text, else its bytes."""
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
+
+
 class FrameWriterProtocol(WebSocketsSansIOProtocol):
     _on_frame: OnFrame | None = None
     _listener_paused = False
@@ -69,8 +75,7 @@ class FrameWriterProtocol(WebSocketsSansIOProtocol):
         self._on_frame = on_frame
         for message in queued:
             if message["type"] == "websocket.receive":
-                text = message.get("text")
-                on_frame(text if text is not None else message.get("bytes") or b"")
+                on_frame(payload(message))
             else:  # the disconnect, for `receive`
                 self.queue.put_nowait(message)
         if self.read_paused:  # uvicorn stopped reading until `receive` took what it queued
