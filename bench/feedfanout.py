@@ -104,7 +104,7 @@ async def plaza(settings: Settings) -> AsyncIterator[tuple[Platform, Services]]:
 
 
 def _tl(prefix: str, key: str) -> str:
-    return f"{prefix}tl:{key}"  # RedisTimelines' key scheme
+    return f"{prefix}tl2:{key}"  # RedisTimelines' key scheme
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
@@ -133,7 +133,7 @@ async def prebuild(
         await timelines.build(template, ids, complete=not full, ttl_s=None)
         older = [min(ids) - 1 - k for k in range(extra)]
         if older:
-            await client.zadd(_tl(prefix, template), {str(i): i for i in older})
+            await timelines.extend(template, older)  # within the slack: nothing trimmed
         payloads.append(await client.dump(_tl(prefix, template)))
         await timelines.drop(template)
     keys = [_tl(prefix, home_key(u)) for u in users]

@@ -37,10 +37,10 @@ def test_feeds_fan_out_and_read_through_a_redis_cluster(
         eventually(lambda r=reader: contents(client, r) == ["to every reader"])
     # The timelines are on the cluster's nodes, spread over slots, none on the single Redis.
     cluster = redis.RedisCluster.from_url(redis_cluster_url)
-    keys = [k.decode() for k in cluster.scan_iter(match=f"{prefix}tl:*", count=1000)]
+    keys = [k.decode() for k in cluster.scan_iter(match=f"{prefix}tl2:*", count=1000)]
     assert len(keys) == len(readers)  # the author never read a feed: no timeline to push to
     assert len({cluster.keyslot(k) for k in keys}) > 1
-    assert not list(redis.Redis.from_url(redis_url).scan_iter(match=f"{prefix}tl:*"))
+    assert not list(redis.Redis.from_url(redis_url).scan_iter(match=f"{prefix}tl2:*"))
     client.delete(f"/api/v1/posts/{first['id']}", headers=author)
     eventually(lambda: all(contents(client, r) == [] for r in readers))
     cluster.close()

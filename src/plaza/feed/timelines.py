@@ -20,13 +20,16 @@ backfill, a late fan-out) may still land in it, so reads never go below the floo
 Reads that arrive while a read is in flight share the next round trip (one Lua call per set of
 arguments and hash tag), as group commit does for writes.
 
-In Redis each timeline is one sorted set whose lowest member is a marker, "~", scored 0 while the
-timeline is complete and minus its floor once it is not (-1 keeps every id); pushes run as one Lua call
-per batch of timelines. Lua would print a number of 16 digits in 14 (`%.14g`), so floors travel as the
-members' own strings.
+In Redis each timeline is one sorted set of the ids scored minus themselves, so the newest id is the
+first member: a push inserts and a read starts at the head of the skip list instead of walking to its
+tail, a quarter less of Redis's work a push (bench/feed.py). Its last member is a marker, "~", scored
+0 while the timeline is complete and its floor once it is not. Pushes run as one Lua call per batch of
+timelines. Lua would print a number of 16 digits in 14 (`%.14g`), so ids and floors travel as the
+strings Redis and Python wrote. Key names carry the layout (`tl2:`): timelines of an earlier one are
+never read, and expire unread.
 
 On a Redis Cluster a Lua call may only touch keys of one hash slot, so timeline keys carry a hash tag,
-one of `slot_groups` (`tl:{7}:home:42`): a batch is split by tag, each part one call, the parts run
+one of `slot_groups` (`tl2:{7}:home:42`): a batch is split by tag, each part one call, the parts run
 side by side on their nodes. Fewer groups mean fewer, larger calls; more spread memory more evenly.
 """
 
@@ -49,7 +52,6 @@ from plaza.platform.kv import outage_as_unavailable
 
 __all__ = ["MemoryTimelines", "RedisTimelines", "Timelines", "Window"]
 
-MARKER = b"~"
 TRIM_SLACK_SHARE = (
     25  # by default a timeline may run 1/25 over max_len (32 ids over 800) before a trim
 )
@@ -101,20 +103,21 @@ class Timelines(Protocol):
 # --- Redis -----------------------------------------------------------------------------------------
 
 # KEYS: timelines; ARGV: the item, max_len, trim_slack. Pushes into those that exist (a timeline always
-# holds its marker, so ZCARD is 0 only for one that does not). Past max_len + trim_slack ids, the marker,
-# always the lowest member, goes with the oldest ids and comes back scored minus the new floor.
+# holds its marker, so ZCARD is 0 only for one that does not). Past max_len + trim_slack ids, the oldest
+# go, and the marker, always the last member, is scored the new floor: the oldest id kept.
 _PUSH = """
 local n = 0
 local max = tonumber(ARGV[2])
 local limit = max + tonumber(ARGV[3])
 local item = ARGV[1]
+local score = '-' .. item
 for _, key in ipairs(KEYS) do
   local size = redis.call('ZCARD', key)
   if size > 0 then
-    size = size + redis.call('ZADD', key, item, item)
+    size = size + redis.call('ZADD', key, score, item)
     if size - 1 > limit then
-      redis.call('ZREMRANGEBYRANK', key, 0, size - 1 - max)
-      redis.call('ZADD', key, '-' .. redis.call('ZRANGE', key, 0, 0)[1], '~')
+      redis.call('ZREMRANGEBYRANK', key, max, -2)
+      redis.call('ZADD', key, redis.call('ZRANGE', key, max - 1, max - 1)[1], '~')
     end
     n = n + 1
   end
@@ -129,15 +132,15 @@ local max = tonumber(ARGV[1])
 for i = 3, #ARGV, 500 do
   local args = {}
   for j = i, math.min(i + 499, #ARGV) do
-    args[#args + 1] = ARGV[j]
+    args[#args + 1] = '-' .. ARGV[j]
     args[#args + 1] = ARGV[j]
   end
   redis.call('ZADD', KEYS[1], unpack(args))
 end
 local size = redis.call('ZCARD', KEYS[1])
 if size - 1 > max + tonumber(ARGV[2]) then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, size - 1 - max)
-  redis.call('ZADD', KEYS[1], '-' .. redis.call('ZRANGE', KEYS[1], 0, 0)[1], '~')
+  redis.call('ZREMRANGEBYRANK', KEYS[1], max, -2)
+  redis.call('ZADD', KEYS[1], redis.call('ZRANGE', KEYS[1], max - 1, max - 1)[1], '~')
 end
 return 1
 """
@@ -159,9 +162,9 @@ return 1
 # is on its way while Redis runs the one before.
 CALLS_AT_ONCE = 16
 
-# KEYS: timelines; ARGV: the top score ("(id" or "+inf"), count, ttl ms (0: none). Per timeline, {}
-# when it does not exist, else its marker's score then up to `count` ids below the top and not below
-# its floor, newest first.
+# KEYS: timelines; ARGV: the lowest score ("(-id", for ids below that one, or "-inf"), count, ttl ms
+# (0: none). Per timeline, {} when it does not exist, else its marker's score then up to `count` ids
+# below the id asked for and not below its floor, newest first.
 # One call, where a pipeline would be three commands a timeline to send and parse (a feed read's
 # largest cost in redis-py). Ids go back as integers (exact: below 2**53), which hiredis turns into
 # Python ints itself; the marker's score stays a string.
@@ -172,9 +175,9 @@ local ttl = tonumber(ARGV[3])
 for i, key in ipairs(KEYS) do
   local marker = redis.call('ZSCORE', key, '~')
   if marker then
-    local floor = 1
-    if marker ~= '0' then floor = string.sub(marker, 2) end
-    local found = redis.call('ZREVRANGEBYSCORE', key, ARGV[1], floor, 'LIMIT', 0, count)
+    local floor = -1
+    if marker ~= '0' then floor = '-' .. marker end
+    local found = redis.call('ZRANGEBYSCORE', key, ARGV[1], floor, 'LIMIT', 0, count)
     for j, id in ipairs(found) do found[j] = tonumber(id) end
     table.insert(found, 1, marker)
     if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
@@ -217,8 +220,8 @@ class RedisTimelines:
 
     def _key(self, key: str, tag: int | None = None) -> str:
         if self._groups == 1:
-            return f"{self._prefix}tl:{key}"
-        return f"{self._prefix}tl:{{{self._tag(key) if tag is None else tag}}}:{key}"
+            return f"{self._prefix}tl2:{key}"
+        return f"{self._prefix}tl2:{{{self._tag(key) if tag is None else tag}}}:{key}"
 
     def _calls(self, keys: Sequence[str]) -> list[list[str]]:
         """The keys as Lua calls: grouped by hash tag (one slot each), at most KEYS_PER_CALL each."""
@@ -272,8 +275,8 @@ class RedisTimelines:
         newest = sorted(set(items), reverse=True)
         complete = complete and len(newest) <= self.max_len
         kept = newest[: self.max_len]
-        pairs = [str(i) for i in kept for _ in (0, 1)]  # score, member
-        marker = 0 if complete else -(kept[-1] if kept else 1)
+        pairs = [str(v) for i in kept for v in (-i, i)]  # score, member
+        marker = 0 if complete else (kept[-1] if kept else 1)
         with outage_as_unavailable("redis timelines"):
             await self._build(keys=[self._key(key)], args=[marker, _ttl_ms(ttl_s), *pairs])
 
@@ -292,7 +295,7 @@ class RedisTimelines:
         of arguments (one call on a single Redis while readers ask alike, as first pages do)."""
         groups: dict[tuple[str, int, int, int], list[tuple[int, int]]] = {}  # -> (read, key)
         for r, read in enumerate(reads):
-            bound = f"({read.before}" if read.before is not None else "+inf"
+            bound = f"(-{read.before}" if read.before is not None else "-inf"
             for k, key in enumerate(read.keys):
                 args = (bound, read.wanted, read.ttl_ms, self._tag(key))
                 groups.setdefault(args, []).append((r, k))
