@@ -141,3 +141,84 @@ def test_redis_going_away_keeps_the_feed_correct_from_sql(
         eventually(lambda: contents(client, alice) == ["after", "during", "before"], 10)
     finally:
         proxy.close()
+
+
+@pytest.mark.anyio
+async def test_a_post_deleted_before_its_fan_out_reaches_no_follower(
+    system: tuple[Platform, Services],
+) -> None:
+    platform, services = system
+    accounts, feed = services.accounts, services.feed
+    author = await accounts.register("author", "correct horse", None)
+    fan = await accounts.register("fan", "correct horse", None)
+    await feed.follow(fan, "author", on=True)
+    await feed.feed(fan, 20, None, "chronological")  # builds the timeline fan-out writes to
+    kept = await feed.create_post(author, "kept", [], None)
+    gone = await feed.create_post(author, "gone", [], None)
+    await feed.delete_post(author, gone["id"])
+    frames: list[dict[str, Any]] = []
+
+    class Recorder:
+        async def deliver(self, user_ids: Sequence[int], frame: dict[str, Any], **_: Any) -> None:
+            frames.extend(frame for _ in user_ids)
+
+    feed.pusher = Recorder()
+    fan_out = FanOut(feed, platform.db, platform.metrics)
+    await fan_out.post(author.id, int(gone["id"]))  # its delete's own fan-out is not run
+    await fan_out.post(author.id, int(kept["id"]))
+    window = await feed.timelines.window(home_key(fan.id), None, 10)
+    assert window is not None and window.ids == [int(kept["id"])]
+    assert [f["post"]["id"] for f in frames] == [kept["id"]]
+
+
+@pytest.mark.anyio
+async def test_a_slow_post_view_holds_up_no_push_and_every_frame_still_goes(
+    system: tuple[Platform, Services], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform, services = system
+    accounts, feed = services.accounts, services.feed
+    monkeypatch.setattr(fanout, "FOLLOWER_PAGE", 2)  # 7 followers: four pages
+    author = await accounts.register("author", "correct horse", None)
+    followers = [
+        await accounts.register(f"fan{i}", "correct horse", None) for i in range(FOLLOWERS)
+    ]
+    for user in followers:
+        await feed.follow(user, "author", on=True)
+        await feed.feed(user, 20, None, "chronological")
+    made = await feed.create_post(author, "hello", [], None)
+    post_id = int(made["id"])
+    view_ready = asyncio.Event()
+    real_views = feed.post_views
+
+    async def slow_views(ids: Sequence[int]) -> dict[int, Any]:
+        await view_ready.wait()
+        return await real_views(ids)
+
+    delivered: list[int] = []
+
+    class Recorder:
+        async def deliver(self, user_ids: Sequence[int], frame: dict[str, Any], **_: Any) -> None:
+            assert frame["post"]["id"] == made["id"]
+            delivered.extend(user_ids)
+
+    monkeypatch.setattr(feed, "post_views", slow_views)
+    feed.pusher = Recorder()
+    fan_out = asyncio.create_task(
+        FanOut(feed, platform.db, platform.metrics).post(author.id, post_id)
+    )
+
+    async def everyone_has_it() -> bool:
+        for user in followers:
+            window = await feed.timelines.window(home_key(user.id), None, 5)
+            if window is None or post_id not in window.ids:
+                return False
+        return True
+
+    for _ in range(200):
+        if await everyone_has_it():
+            break
+        await asyncio.sleep(0.01)
+    assert await everyone_has_it() and not fan_out.done() and delivered == []
+    view_ready.set()
+    await fan_out
+    assert sorted(delivered) == sorted(u.id for u in followers)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -27,6 +27,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
 from plaza.feed import store
+from plaza.feed.posts import PostView
 from plaza.feed.service import FeedService, author_key, home_key
 from plaza.platform.bus import StreamEntry, Streams
 from plaza.platform.db import Database
@@ -108,45 +109,63 @@ class FanOut:
             await self.delete(author, post_ids)
         self.metrics.feed_fanout_seconds.labels(kind).observe(time.perf_counter() - started)
 
-    async def _author(self, author: int) -> tuple[bool, set[int]]:
-        """Whether the author is a celebrity, and who hides them (mutes or blocks, either way)."""
+    async def _author(self, author: int, post_id: int) -> tuple[bool, bool, set[int]]:
+        """Whether the post still exists, whether its author is a celebrity, and who hides them
+        (mutes or blocks, either way)."""
         async with self.db.read() as conn:
+            live = bool(await store.counters(conn, [post_id]))
             followers, _ = await store.counts(conn, author)
-            return followers >= self.feed.celebrity_threshold, await store.hiders(conn, author)
+            hiders = await store.hiders(conn, author)
+        return live, followers >= self.feed.celebrity_threshold, hiders
 
     async def post(self, author: int, post_id: int) -> None:
-        views, (celebrity, hiders) = await asyncio.gather(
-            self.feed.post_views([post_id]), self._author(author)
-        )
-        view = views.get(post_id)
-        if view is None:
-            return  # deleted before its fan-out ran
-        timelines = self.feed.timelines
-        own = author_key(author) if celebrity else home_key(author)
-        inserted = await timelines.push([own], post_id)
-        if celebrity:
-            await self.feed.celebrity_changed(author)
-        frame = {"type": "feed", "post": view}
-        # A page's push runs in Redis while the next page is read, keyed and delivered here.
+        # The first page of followers and the post's view (for the frames) are read while the post
+        # and its author are looked up, so the pushes start as soon as the post is known to stand.
+        first = asyncio.ensure_future(self._page(author, 0))
+        views = asyncio.ensure_future(self.feed.post_views([post_id]))
         pushing: asyncio.Future[int] | None = None
         try:
-            async for page in self._followers(author):
-                if not celebrity:
-                    previous = pushing
-                    pushing = asyncio.ensure_future(
-                        timelines.push([home_key(f) for f in page], post_id)
-                    )
-                    if previous is not None:
-                        inserted += await previous
-                await self.feed.pusher.deliver([f for f in page if f not in hiders], frame)
+            live, celebrity, hiders = await self._author(author, post_id)
+            if not live:
+                return  # deleted before its fan-out ran
+            timelines = self.feed.timelines
+            inserted = 0
+            own = [author_key(author) if celebrity else home_key(author)]
+            if celebrity:
+                inserted += await timelines.push(own, post_id)
+                await self.feed.celebrity_changed(author)
+            # A page's push runs in Redis while the next page is read and keyed here; the author's
+            # own timeline goes with the first. Frames go out once the view is in, never holding up
+            # a push.
+            frame: dict[str, Any] | None = None
+            waiting: list[int] = []  # followers whose frame waits for the view
+            async with contextlib.aclosing(self._followers(author, first)) as pages:
+                async for page in pages:
+                    if not celebrity:
+                        previous = pushing
+                        pushing = asyncio.ensure_future(
+                            timelines.push([*own, *(home_key(f) for f in page)], post_id)
+                        )
+                        own = []
+                        if previous is not None:
+                            inserted += await previous
+                    waiting += (f for f in page if f not in hiders)
+                    if frame is None and views.done():
+                        frame = _frame(views.result(), post_id)
+                        if frame is None:
+                            break  # deleted meanwhile: its delete takes out what was pushed
+                    if frame is not None:
+                        await self.feed.pusher.deliver(waiting, frame)
+                        waiting = []
             if pushing is not None:
                 inserted += await pushing
                 pushing = None
-        finally:
-            if pushing is not None:  # a failure above: the consumer retries the whole post
-                pushing.cancel()
-                with contextlib.suppress(BaseException):
-                    await pushing
+            if waiting and frame is None and (frame := _frame(await views, post_id)) is not None:
+                await self.feed.pusher.deliver(waiting, frame)
+            if own and not celebrity:  # no followers
+                inserted += await timelines.push(own, post_id)
+        finally:  # on a failure the consumer retries the whole post
+            _abandon(first, views, pushing)
         self.metrics.feed_timeline_inserts.inc(inserted)
 
     async def delete(self, author: int, post_ids: list[int]) -> None:
@@ -156,21 +175,34 @@ class FanOut:
         async for page in self._followers(author):
             await timelines.remove([home_key(f) for f in page], post_ids)
 
-    async def _followers(self, author: int) -> AsyncIterator[list[int]]:
-        """The author's followers, a page at a time; the next page is read while this one is used."""
-        after = 0
+    async def _page(self, author: int, after: int) -> list[int]:
+        async with self.db.read() as conn:
+            return await store.follower_ids_after(conn, author, after, FOLLOWER_PAGE)
 
-        async def page_after(after: int) -> list[int]:
-            async with self.db.read() as conn:
-                return await store.follower_ids_after(conn, author, after, FOLLOWER_PAGE)
-
-        upcoming = asyncio.ensure_future(page_after(after))
+    async def _followers(
+        self, author: int, first: asyncio.Future[list[int]] | None = None
+    ) -> AsyncGenerator[list[int]]:
+        """The author's followers, a page at a time (from `first`, the first page's read if started
+        already); the next page is read while this one is used."""
+        upcoming = first if first is not None else asyncio.ensure_future(self._page(author, 0))
         try:
             while page := await upcoming:
                 if len(page) == FOLLOWER_PAGE:
-                    upcoming = asyncio.ensure_future(page_after(page[-1]))
+                    upcoming = asyncio.ensure_future(self._page(author, page[-1]))
                 else:
                     upcoming = asyncio.ensure_future(asyncio.sleep(0, []))
                 yield page
         finally:
             upcoming.cancel()
+
+
+def _frame(views: dict[int, PostView], post_id: int) -> dict[str, Any] | None:
+    view = views.get(post_id)
+    return None if view is None else {"type": "feed", "post": view}
+
+
+def _abandon(*futures: asyncio.Future[Any] | None) -> None:
+    """Cancel what is still running; a failure of what already ended was handled elsewhere."""
+    for future in futures:
+        if future is not None and not future.cancel() and not future.cancelled():
+            future.exception()  # retrieved: it would be reported as never retrieved otherwise
