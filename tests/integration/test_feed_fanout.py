@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from plaza.accounts.service import User
 from plaza.bootstrap import Platform, Services, build_services, close_platform, open_platform
 from plaza.feed import fanout
 from plaza.feed.fanout import GROUP, STREAM, FanOut
@@ -51,13 +52,13 @@ async def system(backend: dict[str, str]) -> AsyncIterator[tuple[Platform, Servi
     await close_platform(platform)
 
 
-@pytest.mark.anyio
-async def test_a_consumer_killed_mid_batch_loses_no_follower(
+@pytest.fixture
+async def paged_followers(
     system: tuple[Platform, Services], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    platform, services = system
-    accounts, feed = services.accounts, services.feed
+) -> tuple[User, list[User]]:
+    """An author and FOLLOWERS followers, each with the timeline fan-out writes to, in pages of 2."""
     monkeypatch.setattr(fanout, "FOLLOWER_PAGE", 2)  # 7 followers: four pages
+    accounts, feed = system[1].accounts, system[1].feed
     author = await accounts.register("author", "correct horse", None)
     followers = [
         await accounts.register(f"fan{i}", "correct horse", None) for i in range(FOLLOWERS)
@@ -65,7 +66,17 @@ async def test_a_consumer_killed_mid_batch_loses_no_follower(
     for user in followers:
         await feed.follow(user, "author", on=True)
     for user in [author, *followers]:
-        await feed.feed(user, 20, None, "chronological")  # builds the timeline fan-out writes to
+        await feed.feed(user, 20, None, "chronological")  # builds the timeline
+    return author, followers
+
+
+@pytest.mark.anyio
+async def test_a_consumer_killed_mid_batch_loses_no_follower(
+    system: tuple[Platform, Services], paged_followers: tuple[User, list[User]]
+) -> None:
+    platform, services = system
+    feed = services.feed
+    author, followers = paged_followers
     made = await feed.create_post(author, "hello", [], None)
     assert await services.relay.step() == 1  # outbox -> stream
     post_id = int(made["id"])
@@ -172,19 +183,20 @@ async def test_a_post_deleted_before_its_fan_out_reaches_no_follower(
 
 
 @pytest.mark.anyio
-async def test_a_slow_post_view_holds_up_no_push_and_every_frame_still_goes(
-    system: tuple[Platform, Services], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("waiting_max", "reached"), [(None, FOLLOWERS), (4, 4)])
+async def test_a_slow_post_view_holds_up_pushes_only_past_a_bound_and_every_frame_goes(
+    system: tuple[Platform, Services],
+    paged_followers: tuple[User, list[User]],
+    monkeypatch: pytest.MonkeyPatch,
+    waiting_max: int | None,
+    reached: int,
 ) -> None:
+    """Pushes go on while the frame's view loads, until that many followers wait for their frame."""
     platform, services = system
-    accounts, feed = services.accounts, services.feed
-    monkeypatch.setattr(fanout, "FOLLOWER_PAGE", 2)  # 7 followers: four pages
-    author = await accounts.register("author", "correct horse", None)
-    followers = [
-        await accounts.register(f"fan{i}", "correct horse", None) for i in range(FOLLOWERS)
-    ]
-    for user in followers:
-        await feed.follow(user, "author", on=True)
-        await feed.feed(user, 20, None, "chronological")
+    feed = services.feed
+    author, followers = paged_followers
+    if waiting_max is not None:
+        monkeypatch.setattr(fanout, "FRAMES_WAITING_MAX", waiting_max)
     made = await feed.create_post(author, "hello", [], None)
     post_id = int(made["id"])
     view_ready = asyncio.Event()
@@ -207,18 +219,14 @@ async def test_a_slow_post_view_holds_up_no_push_and_every_frame_still_goes(
         FanOut(feed, platform.db, platform.metrics).post(author.id, post_id)
     )
 
-    async def everyone_has_it() -> bool:
-        for user in followers:
-            window = await feed.timelines.window(home_key(user.id), None, 5)
-            if window is None or post_id not in window.ids:
-                return False
-        return True
+    async def having_it() -> int:
+        windows = [await feed.timelines.window(home_key(u.id), None, 5) for u in followers]
+        return sum(1 for w in windows if w is not None and post_id in w.ids)
 
-    for _ in range(200):
-        if await everyone_has_it():
-            break
+    for _ in range(50):
         await asyncio.sleep(0.01)
-    assert await everyone_has_it() and not fan_out.done() and delivered == []
+    assert await having_it() == reached and not fan_out.done() and delivered == []
     view_ready.set()
     await fan_out
+    assert await having_it() == FOLLOWERS
     assert sorted(delivered) == sorted(u.id for u in followers)

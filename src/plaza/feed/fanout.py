@@ -40,6 +40,9 @@ log = structlog.get_logger("plaza.feed")
 
 STREAM, GROUP = "posts", "feed-fanout"
 FOLLOWER_PAGE = 1000
+FRAMES_WAITING_MAX = (
+    10 * FOLLOWER_PAGE
+)  # followers kept waiting for the view before pushes wait too
 RELAY_BATCH = 100
 RELAY_POLL_S = 0.5  # how often the relay looks for rows another process committed
 BACKOFF_MAX_S = 5.0
@@ -150,8 +153,8 @@ class FanOut:
                         if previous is not None:
                             inserted += await previous
                     waiting += (f for f in page if f not in hiders)
-                    if frame is None and views.done():
-                        frame = _frame(views.result(), post_id)
+                    if frame is None and (views.done() or len(waiting) >= FRAMES_WAITING_MAX):
+                        frame = _frame(await views, post_id)
                         if frame is None:
                             break  # deleted meanwhile: its delete takes out what was pushed
                     if frame is not None:
