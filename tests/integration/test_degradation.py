@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
+from plaza.platform.db import IDLE_PING_S
 from tests.conftest import post_together, register
 from tests.integration.test_chat_messaging import conversation, history
 from tests.integration.test_overload import every_connection_held
@@ -143,8 +146,8 @@ def test_database_down_a_send_gets_an_error_and_the_next_one_after_is_stored(
         delivered = b.expect("message", where=lambda f: f["message"]["content"] == "after")
         assert delivered["message"]["seq"] == 2
         a.settle()
-    # The request pool's connections outlived the outage: the first to be used fails (503), and
-    # SQLAlchemy then replaces them all.
+    # The request pool's connections died with the outage, used less than IDLE_PING_S before it, so
+    # not pinged: the first to be used fails (503), and SQLAlchemy then replaces them all.
     path = f"/api/v1/conversations/{cid}/messages"
     if client.get(path, headers=bob).status_code == 503:
         assert client.get(path, headers=bob).status_code == 200
@@ -152,3 +155,26 @@ def test_database_down_a_send_gets_an_error_and_the_next_one_after_is_stored(
         (1, "before"),
         (2, "after"),
     ]
+
+
+def test_database_back_after_an_outage_the_first_request_is_answered(
+    app_factory: Any, pg_proxy: tuple[TcpProxy, str]
+) -> None:
+    """The pool's connections died with the outage, unused: the first request after it does not
+    get one of them (it would answer 503)."""
+    proxy, database_url = pg_proxy
+    client = app_factory(database_url=database_url, database_pool_size=2, run_workers=False)
+    alice = register(client, "alice")
+    path = "/api/v1/users/alice/posts"
+    client.portal.call(_get_together, client.app, path, alice)  # both pooled connections used
+    proxy.stop()
+    proxy.start()
+    time.sleep(IDLE_PING_S + 0.1)
+    assert [client.get(path, headers=alice).status_code for _ in range(3)] == [200, 200, 200]
+
+
+async def _get_together(app: Any, path: str, headers: dict[str, str]) -> None:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://plaza") as http:
+        answers = await asyncio.gather(*(http.get(path, headers=headers) for _ in range(4)))
+    assert [a.status_code for a in answers] == [200] * 4

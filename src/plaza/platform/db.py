@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Literal, TypeAlias
@@ -49,6 +50,10 @@ POOL_TIMEOUT_S = 5.0
 # handed over at once, and one that does not come this soon means every connection is busy serving
 # requests (a connection frees as soon as any of them ends: well within this under ordinary load).
 READY_POOL_WAIT_S = 0.5
+# A pooled PostgreSQL connection unused this long is pinged before it is handed out: one that died
+# meanwhile (a database restart, a cut network) is replaced then, instead of failing the request that
+# got it. A busy pool's connections come back within milliseconds and are never pinged.
+IDLE_PING_S = 1.0
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -116,6 +121,8 @@ class Database:
         engine = create_async_engine(url, connect_args=connect_args, **pool)
         if engine.dialect.name == "sqlite":
             _configure_sqlite(engine)
+        else:
+            _ping_idle_connections(engine)
         unpooled = create_async_engine(url, connect_args=connect_args, poolclass=NullPool)
         return cls(engine, unpooled)
 
@@ -244,6 +251,27 @@ class KeptConnection:
     async def close(self) -> None:
         async with self._lock:
             await self._drop(broken=False)
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """See IDLE_PING_S. SQLAlchemy's `pool_pre_ping` would ping at every checkout: a round trip more
+    for every request."""
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_S:
+            return
+        try:
+            sync_engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            # The pool drops this connection and checks out another (a new one, if need be).
+            raise sa_exc.DisconnectionError(f"an idle connection died: {exc!r}") from exc
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
