@@ -206,6 +206,9 @@ async def measure(
     row.redis_mb = await _used_mb(platform.redis) - before
     last = followers[-1]
     keys = [home_key(f) for f in followers]
+    # A first post, not timed (the peer gets one too): a process's first fan-out opens its pools'
+    # connections (asyncpg's type introspection included) and loads the Lua scripts.
+    await services.fanout.post(author, await _new_post(platform, services, author))
     for _ in range(repeat):
         post_id = await _new_post(platform, services, author)
         counted = await _inserts(platform)

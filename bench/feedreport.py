@@ -146,7 +146,9 @@ def _notes(run: FeedRun, goals: Goals) -> list[str]:
     if run.fanout:
         notes += [
             f"Fan-out: figures are the median of {args.repeat} repetitions (min-max in brackets), "
-            "each a new post, one after another on a 2-core machine that others may be using. "
+            "each a new post, one after another on a 2-core machine that others may be using, after "
+            "one post not timed (for the peer too): a process's first fan-out opens its connections "
+            "and loads its scripts. "
             "Inserts are the timelines that took the post (followers + the author's own). Before "
             "them, every follower's timeline held the given number of seeded ids (built once with "
             "RedisTimelines.build, copied with DUMP/RESTORE); full ones also 0-32 older ids, follower "
