@@ -40,9 +40,8 @@ log = structlog.get_logger("plaza.feed")
 
 STREAM, GROUP = "posts", "feed-fanout"
 FOLLOWER_PAGE = 1000
-FRAMES_WAITING_MAX = (
-    10 * FOLLOWER_PAGE
-)  # followers kept waiting for the view before pushes wait too
+# Followers whose frame may wait for the post's view while pushes go on; past them, pushes wait too.
+FRAMES_WAITING_MAX = 10 * FOLLOWER_PAGE
 RELAY_BATCH = 100
 RELAY_POLL_S = 0.5  # how often the relay looks for rows another process committed
 BACKOFF_MAX_S = 5.0
