@@ -117,16 +117,36 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         pytest.skip(f"could not start a Redis Cluster: {exc}")
 
 
+_PREFIXES_USED: set[str] = set()
+
+
+def _delete_keys(redis_url: str, prefixes: set[str]) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for prefix in prefixes:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own; every key under it is deleted afterwards."""
     prefix = f"plaza-test:{uuid.uuid4().hex[:12]}:"
+    _PREFIXES_USED.add(prefix)
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    _delete_keys(redis_url, {prefix})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_redis_prefixes() -> Iterator[None]:
+    """An app that a test asked for before its prefix is closed after the prefix's keys are deleted,
+    and may write more as it closes (its last clicks): the run's prefixes are swept again at its end."""
+    yield
+    if _PREFIXES_USED:
+        _delete_keys(REDIS_URL, _PREFIXES_USED)
 
 
 # --- Databases: a migrated template per run, copied for each test --------------------------------
