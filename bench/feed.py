@@ -74,9 +74,7 @@ async def _in_process(run: FeedRun, database_url: str) -> None:
         ids = await _fill_ids(_plain_dsn(database_url))
         if args.memory:
             run.step("memory per 800-id timeline, zset-max-listpack-entries 128 and 1024")
-            run.memory = await feedfanout.memory_per_timeline(
-                platform, run.prefix, ids, LISTPACK_ENTRIES
-            )
+            run.memory = await feedfanout.memory_per_timeline(platform, ids, LISTPACK_ENTRIES)
         if not args.fanout:
             return
         authors = dict(zip(world.fanout_sizes, world.fanout_authors, strict=True))
@@ -84,7 +82,7 @@ async def _in_process(run: FeedRun, database_url: str) -> None:
             run.step(f"fan-out to {size:,} followers holding {fill} ids, {args.repeat} times")
             followers = list(range(1, size + 1))
             row = await feedfanout.measure(
-                platform, services, run.prefix, authors[size], followers, ids[:fill], args.repeat
+                platform, services, authors[size], followers, ids[:fill], args.repeat
             )
             run.fanout.append(row)
             if args.peer:

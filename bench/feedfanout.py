@@ -103,8 +103,10 @@ async def plaza(settings: Settings) -> AsyncIterator[tuple[Platform, Services]]:
         await close_platform(platform)
 
 
-def _tl(prefix: str, key: str) -> str:
-    return f"{prefix}tl2:{key}"  # RedisTimelines' key scheme
+def _tl(platform: Platform, key: str) -> str:
+    timelines = platform.timelines
+    assert isinstance(timelines, RedisTimelines)
+    return timelines.redis_key(key)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
@@ -112,9 +114,7 @@ def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
         yield items[start : start + size]
 
 
-async def prebuild(
-    platform: Platform, prefix: str, users: list[int], ids: list[int], ttl_s: float
-) -> None:
+async def prebuild(platform: Platform, users: list[int], ids: list[int], ttl_s: float) -> None:
     """Make every user's home timeline exist, holding `ids`.
 
     Full timelines (800 ids or more) are trimmed approximately: in steady state their sizes spread
@@ -134,9 +134,9 @@ async def prebuild(
         older = [min(ids) - 1 - k for k in range(extra)]
         if older:
             await timelines.extend(template, older)  # within the slack: nothing trimmed
-        payloads.append(await client.dump(_tl(prefix, template)))
+        payloads.append(await client.dump(_tl(platform, template)))
         await timelines.drop(template)
-    keys = [_tl(prefix, home_key(u)) for u in users]
+    keys = [_tl(platform, home_key(u)) for u in users]
     for chunk_at in range(0, len(keys), RESTORE_BATCH):
         async with client.pipeline(transaction=False) as pipe:
             for at in range(chunk_at, min(chunk_at + RESTORE_BATCH, len(keys))):
@@ -145,10 +145,10 @@ async def prebuild(
             await pipe.execute()
 
 
-async def drop_homes(platform: Platform, prefix: str, users: list[int]) -> None:
+async def drop_homes(platform: Platform, users: list[int]) -> None:
     client = platform.redis
     assert client is not None
-    for chunk in _chunks([_tl(prefix, home_key(u)) for u in users], 1000):
+    for chunk in _chunks([_tl(platform, home_key(u)) for u in users], 1000):
         await client.unlink(*chunk)
 
 
@@ -190,7 +190,6 @@ async def _shows(platform: Platform, user: int, post_id: int) -> bool:
 async def measure(
     platform: Platform,
     services: Services,
-    prefix: str,
     author: int,
     followers: list[int],
     fill_ids: list[int],
@@ -201,7 +200,7 @@ async def measure(
     before = await _used_mb(platform.redis)
     started = time.perf_counter()
     ttl_s = services.feed.timeline_ttl_s
-    await prebuild(platform, prefix, [*followers, author], fill_ids, ttl_s)
+    await prebuild(platform, [*followers, author], fill_ids, ttl_s)
     row.prebuild_s = time.perf_counter() - started
     row.redis_mb = await _used_mb(platform.redis) - before
     last = followers[-1]
@@ -225,7 +224,7 @@ async def measure(
         author_user = (await services.accounts.by_ids([author]))[author]
         for _ in range(repeat):
             row.e2e.add(*await _end_to_end(platform, services, author_user, last, len(followers)))
-    await drop_homes(platform, prefix, [*followers, author])
+    await drop_homes(platform, [*followers, author])
     await settle(platform.redis)
     return row
 
@@ -271,7 +270,7 @@ async def clear_outbox(platform: Platform) -> None:
 
 
 async def memory_per_timeline(
-    platform: Platform, prefix: str, ids: list[int], entries: list[int]
+    platform: Platform, ids: list[int], entries: list[int]
 ) -> list[dict[str, Any]]:
     """MEMORY USAGE of MEMORY_SAMPLE full timelines built with each `zset-max-listpack-entries`."""
     client = platform.redis
@@ -287,9 +286,9 @@ async def memory_per_timeline(
             for i, key in enumerate(keys):
                 # each timeline its own 800 ids, as followers of different people have
                 await timelines.build(key, ids[i : i + 800], complete=False, ttl_s=3600)
-            sizes = [await client.memory_usage(_tl(prefix, k), samples=0) for k in keys]
-            encoding = await client.object("encoding", _tl(prefix, keys[0]))
-            count = await client.zcard(_tl(prefix, keys[0]))
+            sizes = [await client.memory_usage(_tl(platform, k), samples=0) for k in keys]
+            encoding = await client.object("encoding", _tl(platform, keys[0]))
+            count = await client.zcard(_tl(platform, keys[0]))
             push = Trials()
             for n in range(MEMORY_PUSHES):
                 started = time.perf_counter()

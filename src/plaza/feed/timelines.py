@@ -223,6 +223,10 @@ class RedisTimelines:
             return f"{self._prefix}tl2:{key}"
         return f"{self._prefix}tl2:{{{self._tag(key) if tag is None else tag}}}:{key}"
 
+    def redis_key(self, key: str) -> str:
+        """The Redis key that timeline `key` lives under."""
+        return self._key(key)
+
     def _calls(self, keys: Sequence[str]) -> list[list[str]]:
         """The keys as Lua calls: grouped by hash tag (one slot each), at most KEYS_PER_CALL each."""
         groups: dict[int, list[str]]
