@@ -342,9 +342,10 @@ def register(client: Any, username: str, password: str = "correct horse") -> dic
 
 
 async def post_together(
-    app: Any, path: str, requests: list[dict[str, Any]]
+    app: Any, path: str, requests: list[dict[str, Any]], method: str = "POST"
 ) -> list[httpx.Response]:
-    """POST every request at once through the app's ASGI stack, on the app's own event loop."""
+    """Send every request at once (POST unless told) through the app's ASGI stack, on the app's own
+    event loop."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        return list(await asyncio.gather(*(http.post(path, **r) for r in requests)))
+        return list(await asyncio.gather(*(http.request(method, path, **r) for r in requests)))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from plaza.platform.db import IDLE_PING_S
@@ -166,15 +164,9 @@ def test_database_back_after_an_outage_the_first_request_is_answered(
     client = app_factory(database_url=database_url, database_pool_size=2, run_workers=False)
     alice = register(client, "alice")
     path = "/api/v1/users/alice/posts"
-    client.portal.call(_get_together, client.app, path, alice)  # both pooled connections used
+    both = client.portal.call(post_together, client.app, path, [{"headers": alice}] * 4, "GET")
+    assert [r.status_code for r in both] == [200] * 4  # both pooled connections used
     proxy.stop()
     proxy.start()
     time.sleep(IDLE_PING_S + 0.1)
     assert [client.get(path, headers=alice).status_code for _ in range(3)] == [200, 200, 200]
-
-
-async def _get_together(app: Any, path: str, headers: dict[str, str]) -> None:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://plaza") as http:
-        answers = await asyncio.gather(*(http.get(path, headers=headers) for _ in range(4)))
-    assert [a.status_code for a in answers] == [200] * 4
